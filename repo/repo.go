@@ -1,0 +1,68 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/uowkit/uowkit/uow"
+)
+
+// Querier is what a repository method needs to run statements. *sqlx.DB,
+// *sqlx.Tx and a unit's *uow.Handle all satisfy it, so one method works in and
+// out of a unit of work. It is sqlx's ExtContext plus the usual helpers; sqlx
+// functions taking an ExtContext (sqlx.NamedQueryContext, sqlx.In with
+// Rebind) accept it too.
+type Querier interface {
+	sqlx.ExtContext
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+	NamedExecContext(ctx context.Context, query string, arg any) (sql.Result, error)
+}
+
+// Tx is a Querier that is certainly inside a unit of work. Only a unit's
+// handle satisfies it (a *sqlx.DB does not compile where a Tx is expected), so
+// a repository method that needs several statements to be atomic says so in
+// its signature. Unit gives access to hooks (AfterCommit) and SetRollbackOnly.
+type Tx interface {
+	Querier
+	Unit() *uow.Unit
+}
+
+var (
+	_ Querier = (*sqlx.DB)(nil)
+	_ Querier = (*sqlx.Tx)(nil)
+	_ Tx      = (*uow.Handle)(nil)
+)
+
+// From returns the querier a repository should use on db: the active unit's
+// transaction on db when ctx carries a unit (db is enlisted in the unit on
+// first use if the unit has not used it yet, so the unit spans every database
+// the handler touches), otherwise db itself, in autocommit mode.
+//
+// A finished unit in ctx is still found: its statements fail with
+// uow.ErrDone rather than silently running outside a transaction.
+func From(ctx context.Context, db *sqlx.DB) Querier {
+	if db == nil {
+		panic("repo: From: nil database")
+	}
+	if u := uow.From(ctx); u != nil {
+		return u.On(db)
+	}
+	return db
+}
+
+// TxFrom returns the active unit's transaction on db, or uow.ErrNoUnit when
+// ctx carries no unit: for repository methods that must not run in
+// autocommit mode.
+func TxFrom(ctx context.Context, db *sqlx.DB) (Tx, error) {
+	if db == nil {
+		panic("repo: TxFrom: nil database")
+	}
+	u := uow.From(ctx)
+	if u == nil {
+		return nil, uow.ErrNoUnit
+	}
+	return u.On(db), nil
+}

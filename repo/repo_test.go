@@ -1,0 +1,70 @@
+package repo_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/repo"
+	"github.com/uowkit/uowkit/uow"
+)
+
+func TestFromOutsideAUnitIsThePool(t *testing.T) {
+	db := pgtest.Open(t, "repo")
+	assert.Same(t, db, repo.From(context.Background(), db))
+}
+
+func TestFromEnlistsEveryDatabaseTheUnitTouches(t *testing.T) {
+	a, b := pgtest.Open(t, "repo"), pgtest.Open(t, "repo_b")
+	a.MustExec(`CREATE TABLE IF NOT EXISTS enlist (v int)`)
+	b.MustExec(`CREATE TABLE IF NOT EXISTS enlist (v int)`)
+	m := uow.New(a) // b is not a configured source
+
+	ctx, u := m.Begin(context.Background())
+	_, err := repo.From(ctx, a).ExecContext(ctx, `INSERT INTO enlist VALUES (1)`)
+	require.NoError(t, err)
+	_, err = repo.From(ctx, b).ExecContext(ctx, `INSERT INTO enlist VALUES (1)`)
+	require.NoError(t, err)
+	require.NoError(t, u.Rollback())
+
+	var n int
+	require.NoError(t, a.Get(&n, `SELECT count(*) FROM enlist`))
+	assert.Zero(t, n)
+	require.NoError(t, b.Get(&n, `SELECT count(*) FROM enlist`))
+	assert.Zero(t, n, "the unenlisted database rolled back with the unit")
+}
+
+func TestTxFromRequiresAUnit(t *testing.T) {
+	db := pgtest.Open(t, "repo")
+	_, err := repo.TxFrom(context.Background(), db)
+	require.ErrorIs(t, err, uow.ErrNoUnit)
+
+	m := uow.New(db)
+	ctx, u := m.Begin(context.Background())
+	defer u.Rollback()
+	tx, err := repo.TxFrom(ctx, db)
+	require.NoError(t, err)
+	assert.Same(t, u, tx.Unit())
+}
+
+// atomicTransfer only accepts a transaction: passing a *sqlx.DB does not
+// compile (see the var block in repo.go).
+func atomicTransfer(ctx context.Context, tx repo.Tx) error {
+	_, err := tx.ExecContext(ctx, `SELECT 1`)
+	return err
+}
+
+func TestTxIsSatisfiedByAUnitHandle(t *testing.T) {
+	db := pgtest.Open(t, "repo")
+	m := uow.New(db)
+	require.NoError(t, m.Do(context.Background(), func(ctx context.Context) error {
+		tx, err := repo.TxFrom(ctx, db)
+		if err != nil {
+			return err
+		}
+		return atomicTransfer(ctx, tx)
+	}))
+}

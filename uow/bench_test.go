@@ -1,0 +1,75 @@
+package uow_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+
+	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/repo"
+	"github.com/uowkit/uowkit/uow"
+)
+
+// BenchmarkUnusedUnit measures what a request that never touches the
+// database pays for its unit.
+func BenchmarkUnusedUnit(b *testing.B) {
+	m := uow.New(pgtest.Open(b, "uow"))
+	ctx := context.Background()
+	b.Run("BeginCommit", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, u := m.Begin(ctx)
+			if err := u.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Do", func(b *testing.B) {
+		b.ReportAllocs()
+		fn := func(context.Context) error { return nil }
+		for b.Loop() {
+			if err := m.Do(ctx, fn); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkInsert compares one INSERT in a transaction through Do with the
+// same work written by hand with BeginTxx/Commit.
+func BenchmarkInsert(b *testing.B) {
+	db := pgtest.Open(b, "uow")
+	db.MustExec(`CREATE TABLE IF NOT EXISTS bench_insert (id serial PRIMARY KEY, v int)`)
+	db.SetMaxIdleConns(4)
+	m := uow.New(db)
+	ctx := context.Background()
+	const q = `INSERT INTO bench_insert (v) VALUES ($1)`
+	b.Run("Do", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			err := m.Do(ctx, func(ctx context.Context) error {
+				_, err := repo.From(ctx, db).ExecContext(ctx, q, i)
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			tx, err := db.BeginTxx(ctx, &sql.TxOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := tx.ExecContext(ctx, q, i); err != nil {
+				_ = tx.Rollback()
+				b.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

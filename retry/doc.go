@@ -1,0 +1,48 @@
+// Package retry decides which database errors are worth re-running a whole
+// transaction for, and how patiently.
+//
+// # Classifiers
+//
+// [Retryable] recognises transient conflicts by code, anywhere in a chain of
+// wrapped errors, never by message text:
+//
+//   - PostgreSQL 40001 serialization_failure and 40P01 deadlock_detected,
+//     from lib/pq's *pq.Error, pgx's *pgconn.PgError or any error with a
+//     SQLState() string method ([SQLState]);
+//   - MySQL/MariaDB 1213 (deadlock) and 1205 (lock wait timeout) from
+//     github.com/go-sql-driver/mysql's *mysql.MySQLError;
+//   - SQLite SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes included,
+//     through an error's Code() int method, which modernc.org/sqlite's
+//     *sqlite.Error has (this package does not import the SQLite driver).
+//
+// A [Policy]'s Classifiers add your own ([Classifier]).
+//
+// # Policy
+//
+// A [Policy] bounds attempts and elapsed time and backs off exponentially with
+// full jitter ([Policy.Delay]); [Policy.Do] runs the loop and honours context
+// cancellation, also while sleeping. Its zero value is ready to use: 5
+// attempts in all, ceilings from 5ms doubling up to 500ms, no time limit.
+// Package uow uses it to re-run a unit of work on a fresh transaction
+// (uow.Retry); it re-runs only the outermost unit.
+//
+// # What is never retried
+//
+// Errors that are not transient, context errors, and errors that say
+// re-running is unsafe: [Policy.Retryable] is false for any error whose
+// chain holds an error with a method
+//
+//	RetryUnsafe() bool
+//
+// returning true, whatever else the chain holds. uow's *CommitError
+// implements it for a commit whose outcome is unknown or partial.
+//
+// # Commit outcomes
+//
+// [CommitOutcome] classifies a failed COMMIT: a server error means it
+// certainly failed ([OutcomeFailed]); some driver errors mean it certainly
+// rolled back ([OutcomeRolledBack]); everything else, a broken connection or
+// a context that ended with COMMIT in flight in particular, means the
+// transaction may or may not be committed ([OutcomeUnknown]). Such a commit
+// must not be re-run blindly: see docs/retry.md for what callers should do.
+package retry

@@ -1,0 +1,245 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// SQLState returns the SQLSTATE code carried anywhere in err's chain, by any
+// error with a SQLState() string method: lib/pq's *pq.Error and pgx's
+// *pgconn.PgError both have one.
+func SQLState(err error) (code string, ok bool) {
+	var s interface{ SQLState() string }
+	if errors.As(err, &s) {
+		if code = s.SQLState(); code != "" {
+			return code, true
+		}
+	}
+	return "", false
+}
+
+// SQLite result codes matched through an error's Code() int method, as
+// modernc.org/sqlite's *sqlite.Error has; the low byte is the primary code.
+const (
+	sqliteBusy   = 5
+	sqliteLocked = 6
+)
+
+// MySQL and MariaDB error numbers.
+const (
+	mysqlLockWaitTimeout = 1205
+	mysqlDeadlock        = 1213
+)
+
+// Retryable reports whether err, anywhere in its chain, is a transient
+// conflict that is expected to go away when the whole transaction is re-run:
+//
+//   - PostgreSQL 40001 serialization_failure and 40P01 deadlock_detected
+//     (lib/pq, pgx, or any error with a SQLState() method);
+//   - MySQL/MariaDB 1213 (deadlock) and 1205 (lock wait timeout) from
+//     github.com/go-sql-driver/mysql;
+//   - SQLite SQLITE_BUSY and SQLITE_LOCKED, extended codes included, through
+//     an error's Code() int method (modernc.org/sqlite).
+//
+// Errors are matched by code, never by message. Context errors are never
+// retryable, even joined with a conflict: the caller gave up. Any error with a
+// Code() int method whose low byte is 5 or 6 counts as SQLite's BUSY or
+// LOCKED, whichever library it comes from.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if code, ok := SQLState(err); ok {
+		return code == "40001" || code == "40P01"
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == mysqlDeadlock || me.Number == mysqlLockWaitTimeout
+	}
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		c := coded.Code() & 0xff
+		return c == sqliteBusy || c == sqliteLocked
+	}
+	return false
+}
+
+// Classifier reports whether it recognises err as retryable.
+type Classifier func(err error) bool
+
+// Default values of a Policy's zero fields.
+const (
+	// DefaultMaxAttempts is the number of attempts, the first included, of
+	// a Policy whose MaxAttempts is not positive.
+	DefaultMaxAttempts = 5
+	// DefaultBaseDelay is the first backoff ceiling of a Policy whose
+	// BaseDelay is not positive.
+	DefaultBaseDelay = 5 * time.Millisecond
+	// DefaultMaxDelay caps the backoff ceiling of a Policy whose MaxDelay is
+	// not positive (unless its BaseDelay is larger).
+	DefaultMaxDelay = 500 * time.Millisecond
+)
+
+// Policy says how often and how patiently to retry. The zero value is usable:
+// DefaultMaxAttempts attempts in all, backoff ceilings from DefaultBaseDelay
+// doubling up to DefaultMaxDelay, no time limit beyond the attempts.
+type Policy struct {
+	// MaxAttempts is the number of attempts, the first included; 1 means no
+	// retry; zero or less means DefaultMaxAttempts.
+	MaxAttempts int
+	// BaseDelay is the backoff ceiling after the first failure; it doubles
+	// with each attempt. Zero means DefaultBaseDelay.
+	BaseDelay time.Duration
+	// MaxDelay caps the backoff ceiling. Zero means DefaultMaxDelay, or
+	// BaseDelay when that is larger.
+	MaxDelay time.Duration
+	// MaxElapsed stops retrying when the next attempt would start later than
+	// this long after the first one started, that is when the time elapsed
+	// plus the next delay exceeds it. Zero means no limit.
+	MaxElapsed time.Duration
+	// Classifiers recognise further retryable errors, in addition to
+	// Retryable.
+	Classifiers []Classifier
+	// OnRetry, when set, is called before each backoff with the number of
+	// the attempt that failed (from 1), the delay about to be slept and the
+	// attempt's error.
+	OnRetry func(ctx context.Context, attempt int, delay time.Duration, err error)
+}
+
+// Retryable reports whether the policy retries err: Retryable(err) or one of
+// its Classifiers. It is false for nil, for context errors, and for any error
+// whose chain holds an error with a RetryUnsafe() bool method returning true
+// (the uow package marks unknown and partial commits so): re-running could
+// apply the work twice.
+func (p Policy) Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var unsafe interface{ RetryUnsafe() bool }
+	if errors.As(err, &unsafe) && unsafe.RetryUnsafe() {
+		return false
+	}
+	if Retryable(err) {
+		return true
+	}
+	for _, c := range p.Classifiers {
+		if c != nil && c(err) {
+			return true
+		}
+	}
+	return false
+}
+
+// Attempts returns the number of attempts the policy allows, the first
+// included: MaxAttempts, or DefaultMaxAttempts when it is not positive.
+func (p Policy) Attempts() int {
+	if p.MaxAttempts <= 0 {
+		return DefaultMaxAttempts
+	}
+	return p.MaxAttempts
+}
+
+// Sleep waits d or until ctx is done, whichever comes first, and returns
+// ctx's error in the second case.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Ceiling returns the largest backoff after the given failed attempt (from 1):
+// BaseDelay·2^(attempt-1), capped at MaxDelay, without overflowing however
+// large attempt is.
+func (p Policy) Ceiling(attempt int) time.Duration {
+	base, maxd := p.BaseDelay, p.MaxDelay
+	if base <= 0 {
+		base = DefaultBaseDelay
+	}
+	if maxd <= 0 {
+		maxd = max(DefaultMaxDelay, base)
+	}
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := base
+	for i := 1; i < attempt; i++ {
+		if d >= maxd/2 {
+			return maxd
+		}
+		d *= 2
+	}
+	return min(d, maxd)
+}
+
+// Delay returns the backoff after the given failed attempt: exponential with
+// full jitter, uniform in [0, Ceiling(attempt)], so that conflicting callers
+// spread out instead of colliding again.
+func (p Policy) Delay(attempt int) time.Duration {
+	// In uint64, the ceiling plus one cannot overflow even at MaxInt64.
+	return time.Duration(rand.Uint64N(uint64(p.Ceiling(attempt)) + 1))
+}
+
+// ExhaustedError is returned by Do when every attempt failed retryably.
+type ExhaustedError struct {
+	// Attempts is how many attempts were made.
+	Attempts int
+	// Err is the last attempt's error.
+	Err error
+}
+
+// Error describes the last failure.
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("retry: gave up after %d attempts: %v", e.Attempts, e.Err)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *ExhaustedError) Unwrap() error { return e.Err }
+
+// Do calls fn, with ctx and the attempt's number (from 1), until it succeeds
+// or returns an error the policy does not retry (returned as is), attempts
+// run out or MaxElapsed would be passed (*ExhaustedError wrapping the last
+// error), or ctx is done. ctx is checked before each attempt and during each
+// backoff, which then ends at once with an error wrapping both ctx's error and
+// the last attempt's; if ctx is done before the first attempt, fn is not
+// called and ctx's error is returned.
+func (p Policy) Do(ctx context.Context, fn func(ctx context.Context, attempt int) error) error {
+	start := time.Now()
+	var err error
+	for attempt := 1; ; attempt++ {
+		if cerr := ctx.Err(); cerr != nil {
+			if err == nil {
+				return cerr
+			}
+			return fmt.Errorf("retry: %w (last attempt: %w)", cerr, err)
+		}
+		if err = fn(ctx, attempt); err == nil || !p.Retryable(err) {
+			return err
+		}
+		if attempt >= p.Attempts() {
+			return &ExhaustedError{Attempts: attempt, Err: err}
+		}
+		delay := p.Delay(attempt)
+		if p.MaxElapsed > 0 && time.Since(start)+delay > p.MaxElapsed {
+			return &ExhaustedError{Attempts: attempt, Err: err}
+		}
+		if p.OnRetry != nil {
+			p.OnRetry(ctx, attempt, delay, err)
+		}
+		if serr := Sleep(ctx, delay); serr != nil {
+			return fmt.Errorf("retry: %w (last attempt: %w)", serr, err)
+		}
+	}
+}

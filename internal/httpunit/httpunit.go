@@ -1,0 +1,87 @@
+// Package httpunit is the decision both HTTP middlewares share: given the
+// status a handler is about to send, finish the request's unit and say what
+// the client must see instead, if anything.
+package httpunit
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/uowkit/uowkit/uow"
+)
+
+// Policy says which statuses commit. The zero value commits below 400.
+type Policy struct {
+	// Commit reports whether a response with this status commits the unit.
+	// Nil means status < 400.
+	Commit func(status int) bool
+	// Retryable reports whether a failed commit is worth retrying by the
+	// client (503 with Retry-After instead of 500). Nil means never.
+	Retryable func(err error) bool
+	// RetryAfter is the Retry-After value sent with 503, in seconds as text.
+	// Empty means "1".
+	RetryAfter string
+}
+
+// Outcome is what the middleware must do with the response.
+type Outcome struct {
+	// Status is the status to send: the handler's, or 500 when the commit
+	// failed, 503 when it failed retryably, 504 when the unit's deadline
+	// passed.
+	Status int
+	// Replaced is true when the handler's status and body must not reach the
+	// client: the commit failed and Status is an error status.
+	Replaced bool
+	// Err is the commit's error, or a rollback's error worth reporting.
+	Err error
+}
+
+// Decide finishes u for a response with status: commit when the policy says
+// so and the handler did not ask for a rollback, roll back otherwise.
+func (p Policy) Decide(u *uow.Unit, status int) Outcome {
+	if !p.commits(status) {
+		return Outcome{Status: status, Err: u.Rollback()}
+	}
+	err := u.Commit()
+	switch {
+	case err == nil:
+		return Outcome{Status: status}
+	case errors.Is(err, uow.ErrRollbackRequested):
+		// The handler asked for the rollback: its response goes through.
+		return Outcome{Status: status}
+	case errors.Is(err, context.DeadlineExceeded):
+		// The unit's deadline passed and it was rolled back.
+		return Outcome{Status: http.StatusGatewayTimeout, Replaced: true, Err: err}
+	case p.Retryable != nil && p.Retryable(err):
+		return Outcome{Status: http.StatusServiceUnavailable, Replaced: true, Err: err}
+	}
+	return Outcome{Status: http.StatusInternalServerError, Replaced: true, Err: err}
+}
+
+func (p Policy) commits(status int) bool {
+	if p.Commit != nil {
+		return p.Commit(status)
+	}
+	return status < 400
+}
+
+// WriteFailure writes the response that replaces a handler's after a failed
+// commit: a short plain-text error, and Retry-After with 503.
+func (p Policy) WriteFailure(w http.ResponseWriter, o Outcome) {
+	h := w.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if o.Status == http.StatusServiceUnavailable {
+		ra := p.RetryAfter
+		if ra == "" {
+			ra = "1"
+		}
+		h.Set("Retry-After", ra)
+	}
+	w.WriteHeader(o.Status)
+	_, _ = w.Write([]byte(http.StatusText(o.Status) + "\n"))
+}

@@ -1,0 +1,58 @@
+package echo_test
+
+import (
+	"database/sql"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/uowkit/uowkit/internal/pgtest"
+	uowecho "github.com/uowkit/uowkit/middleware/echo"
+	"github.com/uowkit/uowkit/uow"
+)
+
+// BenchmarkNoDBRequest measures what a request that never touches the
+// database pays: bare Echo, this middleware (streaming and buffered), and an
+// eager BEGIN/COMMIT-per-request middleware as the baseline, in one run.
+func BenchmarkNoDBRequest(b *testing.B) {
+	db := pgtest.Open(b, "echo")
+	db.SetMaxIdleConns(4)
+	eager := func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			tx, err := db.BeginTxx(c.Request().Context(), &sql.TxOptions{})
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if err := next(c); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}
+	}
+	for _, c := range []struct {
+		name string
+		mw   []echo.MiddlewareFunc
+	}{
+		{"bare", nil},
+		{"uowkit", []echo.MiddlewareFunc{uowecho.Middleware(uow.New(db))}},
+		{"uowkit-buffered", []echo.MiddlewareFunc{uowecho.MiddlewareWithConfig(uowecho.Config{Manager: uow.New(db), Buffer: 1 << 10})}},
+		{"eager-begin-commit", []echo.MiddlewareFunc{eager}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			e := echo.New()
+			e.Use(c.mw...)
+			e.GET("/healthz", func(c echo.Context) error { return c.String(200, "ok") })
+			req := httptest.NewRequest("GET", "/healthz", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				e.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatal(rec.Code)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,71 @@
+// Package echo is Echo middleware that gives every request a lazy unit of
+// work and decides its fate from the status Echo writes, before the status
+// line leaves the process.
+//
+// # Importing
+//
+// The package is called echo after its directory, like the framework it
+// serves, so import it under another name; the documentation uses uowecho:
+//
+//	import uowecho "github.com/uowkit/uowkit/middleware/echo"
+//
+//	e := echo.New()
+//	e.Use(middleware.Recover())
+//	e.Use(uowecho.Middleware(m))
+//
+// [Middleware] and [MiddlewareWithConfig] with a [Config] follow Echo's own
+// middleware conventions (Skipper, [DefaultConfig]). Misconfiguration panics
+// with a "uowecho:" prefix when the middleware is built, never at request
+// time.
+//
+// # The decision
+//
+// Handlers and the repositories they call find the request's unit in
+// c.Request().Context() ([github.com/uowkit/uowkit/repo.From]). The unit is
+// lazy: a request that never touches the database makes no round trip. When
+// the status becomes known the middleware decides once: below 400 (or
+// [Config].Commit) commits, otherwise everything is rolled back and the
+// handler's response goes through unchanged. A failed commit replaces the
+// handler's response with 500 (503 with Retry-After for a serialization
+// failure or deadlock, 504 after the unit's Timeout) and discards its body:
+// a client never gets a 2xx for work that did not commit. The error goes to
+// [Config].ErrorHandler.
+//
+// Echo writes an error response from its HTTPErrorHandler only after the
+// middleware chain returns, so the middleware calls c.Error(err) itself for
+// an error returned by the handler: the status that handler writes (an
+// echo.HTTPError's code, 500 for a plain error) is the one that decides. The
+// error is then returned, as Echo's body-dump and request-logger middleware
+// do, so that middleware further out still sees it; Echo ignores it because
+// the response is committed.
+//
+// The decide-once writer is installed as c.Response().Writer, under Echo's
+// Response, so it sees the status after Response.Before hooks have run, a
+// Flush before any WriteHeader (which bypasses Before hooks, and is decided
+// as the 200 it sends), a Hijack (WebSocket), an io.Copy into the writer
+// (ReadFrom), and writes made straight to c.Response().Writer. It keeps
+// http.Flusher, http.Hijacker, io.ReaderFrom and Unwrap. When the middleware
+// replaces the handler's response, Response.Status is set to the status the
+// client got (500 after a failed commit, not the handler's 201), so that
+// loggers and metrics further out report the truth.
+//
+// A panic rolls back and goes on to middleware.Recover. After the decision,
+// repository calls fail with [github.com/uowkit/uowkit/uow.ErrDone]; they
+// never autocommit. [github.com/uowkit/uowkit/uow.SetRollbackOnly] rolls back
+// even a 2xx, which then goes through. A client that goes away rolls the
+// unit back at once.
+//
+// # Buffered mode and retries
+//
+// [Config].Buffer holds the response back until the unit is finished, and
+// [Config].Retry re-runs the handler on a fresh unit after a serialization
+// failure or deadlock, replaying the request body, while nothing has reached
+// the client. Each run starts with a fresh Response status; headers set by
+// a failed run are dropped. Echo gives no way to remove Response.Before and
+// After hooks, so hooks a handler registers run once for every run so far:
+// register them outside retried handlers, or make them idempotent.
+//
+// Do not adapt the net/http middleware with echo.WrapMiddleware: the handler's
+// error would reach Echo's error handler only after the unit was decided as
+// a 200.
+package echo

@@ -1,0 +1,856 @@
+package echo_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/internal/webtest"
+	uowecho "github.com/uowkit/uowkit/middleware/echo"
+	"github.com/uowkit/uowkit/repo"
+	"github.com/uowkit/uowkit/retry"
+	"github.com/uowkit/uowkit/uow"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// modes are the two ways the middleware can hold a response: every
+// behaviour must be decided the same in both.
+var modes = []struct {
+	name string
+	cfg  uowecho.Config
+}{
+	{"streaming", uowecho.Config{}},
+	{"buffered", uowecho.Config{Buffer: 1 << 16}},
+}
+
+// newEcho returns an Echo with middleware.Recover outside the unit
+// middleware, as applications set it up.
+func newEcho(mw ...echo.MiddlewareFunc) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Logger.SetOutput(io.Discard)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
+	e.Use(mw...)
+	return e
+}
+
+// with returns cfg with m.
+func with(cfg uowecho.Config, m *uow.Manager) uowecho.Config {
+	cfg.Manager = m
+	return cfg
+}
+
+// response is what a client saw.
+type response struct {
+	status        int
+	informational []int
+	header        http.Header
+	body          string
+}
+
+// serve sends one request to h on a real server.
+func serve(t *testing.T, h http.Handler, method, path, body string) response {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var res response
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+		res.informational = append(res.informational, code)
+		return nil
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, srv.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	r, err := client.Do(req)
+	require.NoError(t, err)
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	require.NoError(t, err)
+	res.status, res.header, res.body = r.StatusCode, r.Header, string(b)
+	return res
+}
+
+// errs collects what the ErrorHandler receives.
+type errs struct {
+	mu   sync.Mutex
+	list []error
+}
+
+func (e *errs) handle(c echo.Context, err error) {
+	if c == nil {
+		err = errors.Join(err, errors.New("ErrorHandler called without an echo.Context"))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.list = append(e.list, err)
+}
+
+func (e *errs) get() []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]error(nil), e.list...)
+}
+
+// hijack answers on the hijacked connection with a raw response.
+func hijack(c echo.Context, body string) error {
+	conn, rw, err := c.Response().Hijack()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	fmt.Fprintf(rw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	return rw.Flush()
+}
+
+// TestDecisionTable runs every handler behaviour of the decision table in
+// both modes, on a real server, and checks what the client saw and what the
+// database kept. Each handler first inserts one row through its unit.
+func TestDecisionTable(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		do     func(e *webtest.Env, c echo.Context) error
+		status int
+		body   string
+		rows   int
+	}{
+		{"JSON 200", func(_ *webtest.Env, c echo.Context) error { return c.JSON(200, "ok") }, 200, "\"ok\"\n", 1},
+		{"JSON 201", func(_ *webtest.Env, c echo.Context) error { return c.JSON(201, 1) }, 201, "1\n", 1},
+		{"NoContent 204", func(_ *webtest.Env, c echo.Context) error { return c.NoContent(204) }, 204, "", 1},
+		{"Redirect 302", func(_ *webtest.Env, c echo.Context) error { return c.Redirect(302, "/elsewhere") }, 302, "", 1},
+		{"JSON 400", func(_ *webtest.Env, c echo.Context) error { return c.JSON(400, "bad") }, 400, "\"bad\"\n", 0},
+		{"JSON 404", func(_ *webtest.Env, c echo.Context) error { return c.JSON(404, "gone") }, 404, "\"gone\"\n", 0},
+		{"JSON 409", func(_ *webtest.Env, c echo.Context) error { return c.JSON(409, "full") }, 409, "\"full\"\n", 0},
+		{"JSON 500", func(_ *webtest.Env, c echo.Context) error { return c.JSON(500, "oops") }, 500, "\"oops\"\n", 0},
+		{"return echo.NewHTTPError(409)", func(*webtest.Env, echo.Context) error {
+			return echo.NewHTTPError(409, "team is full")
+		}, 409, "{\"message\":\"team is full\"}\n", 0},
+		{"return a plain error", func(*webtest.Env, echo.Context) error { return errors.New("boom") },
+			500, "{\"message\":\"Internal Server Error\"}\n", 0},
+		{"return nil without writing", func(*webtest.Env, echo.Context) error { return nil }, 200, "", 1},
+		{"panic, recovered outside", func(*webtest.Env, echo.Context) error { panic("handler panic") },
+			500, "{\"message\":\"Internal Server Error\"}\n", 0},
+		{"invalid status: net/http panics", func(_ *webtest.Env, c echo.Context) error { return c.NoContent(1000) },
+			500, "{\"message\":\"Internal Server Error\"}\n", 0},
+		{"Flush first", func(_ *webtest.Env, c echo.Context) error {
+			c.Response().Flush()
+			return c.String(200, "late")
+		}, 200, "late", 1},
+		{"Flush first, then 500: the 200 has gone", func(_ *webtest.Env, c echo.Context) error {
+			c.Response().Flush()
+			return c.String(500, "too late to fail")
+		}, 200, "too late to fail", 1},
+		{"Stream", func(_ *webtest.Env, c echo.Context) error {
+			return c.Stream(200, "text/plain", strings.NewReader("streamed"))
+		}, 200, "streamed", 1},
+		{"Stream 409", func(_ *webtest.Env, c echo.Context) error {
+			return c.Stream(409, "text/plain", strings.NewReader("conflict"))
+		}, 409, "conflict", 0},
+		{"Hijack", func(_ *webtest.Env, c echo.Context) error { return hijack(c, "hijacked") }, 200, "hijacked", 1},
+		{"io.Copy into Response", func(_ *webtest.Env, c echo.Context) error {
+			_, err := io.Copy(c.Response(), webtest.RawReader{Reader: strings.NewReader("copied")})
+			return err
+		}, 200, "copied", 1},
+		{"io.Copy into Response().Writer (ReadFrom)", func(_ *webtest.Env, c echo.Context) error {
+			_, err := io.Copy(c.Response().Writer, webtest.RawReader{Reader: strings.NewReader("copied")})
+			return err
+		}, 200, "copied", 1},
+		{"WriteHeader and Write straight to Response().Writer", func(_ *webtest.Env, c echo.Context) error {
+			c.Response().Writer.WriteHeader(201)
+			_, err := c.Response().Writer.Write([]byte("raw"))
+			return err
+		}, 201, "raw", 1},
+		{"422 straight to Response().Writer", func(_ *webtest.Env, c echo.Context) error {
+			c.Response().Writer.WriteHeader(422)
+			return nil
+		}, 422, "", 0},
+		{"103 early hints to Response().Writer, then JSON 201", func(_ *webtest.Env, c echo.Context) error {
+			c.Response().Header().Set("Link", "</style.css>; rel=preload")
+			c.Response().Writer.WriteHeader(http.StatusEarlyHints)
+			return c.JSON(201, "created")
+		}, 201, "\"created\"\n", 1},
+		{"Before hook changes 200 to 422", func(_ *webtest.Env, c echo.Context) error {
+			c.Response().Before(func() { c.Response().Status = 422 })
+			return c.String(200, "looks fine")
+		}, 422, "looks fine", 0},
+		{"Before hook changes 500 to 200", func(_ *webtest.Env, c echo.Context) error {
+			c.Response().Before(func() { c.Response().Status = 200 })
+			return c.NoContent(500)
+		}, 200, "", 1},
+		{"SetRollbackOnly with 200", func(_ *webtest.Env, c echo.Context) error {
+			if err := uow.SetRollbackOnly(c.Request().Context()); err != nil {
+				return err
+			}
+			return c.String(200, "dry run")
+		}, 200, "dry run", 0},
+		{"swallowed statement error, then 201", func(e *webtest.Env, c echo.Context) error {
+			ctx := c.Request().Context()
+			_, _ = repo.From(ctx, e.DB).ExecContext(ctx, `SELECT 1/0`)
+			return c.String(201, "success")
+		}, 500, "Internal Server Error\n", 0},
+	}
+	for _, mode := range modes {
+		for _, tc := range cases {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				env := webtest.NewEnv(t, "echo")
+				e := newEcho(uowecho.MiddlewareWithConfig(with(mode.cfg, env.M)))
+				e.POST("/", func(c echo.Context) error {
+					if err := env.Insert(c.Request().Context(), "x"); err != nil {
+						panic(err)
+					}
+					return tc.do(env, c)
+				})
+				res := serve(t, e, "POST", "/", "")
+				assert.Equal(t, tc.status, res.status, "status the client saw")
+				assert.Equal(t, tc.body, res.body, "body the client saw")
+				assert.Equal(t, tc.rows, env.Rows(t), "rows the database kept")
+				if strings.HasPrefix(tc.name, "103") {
+					assert.Equal(t, []int{103}, res.informational)
+				}
+			})
+		}
+	}
+}
+
+// TestPanicAfterWriting shows the one place the modes differ: a streamed
+// response was committed when it went out, a buffered one never went out.
+func TestPanicAfterWriting(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		mode   uowecho.Config
+		status int
+		rows   int
+	}{
+		{uowecho.Config{}, 200, 1},
+		{uowecho.Config{Buffer: 1 << 10}, 500, 0},
+	} {
+		t.Run(fmt.Sprint("Buffer=", tc.mode.Buffer), func(t *testing.T) {
+			t.Parallel()
+			env := webtest.NewEnv(t, "echo")
+			e := newEcho(uowecho.MiddlewareWithConfig(with(tc.mode, env.M)))
+			e.POST("/", func(c echo.Context) error {
+				if err := env.Insert(c.Request().Context(), "x"); err != nil {
+					return err
+				}
+				_ = c.String(200, "ok")
+				panic("after writing")
+			})
+			res := serve(t, e, "POST", "/", "")
+			assert.Equal(t, tc.status, res.status)
+			assert.Equal(t, tc.rows, env.Rows(t))
+		})
+	}
+}
+
+func TestRecoverInsideTheMiddleware(t *testing.T) {
+	t.Parallel()
+	env := webtest.NewEnv(t, "echo")
+	e := echo.New()
+	e.Logger.SetOutput(io.Discard)
+	e.Use(uowecho.Middleware(env.M), middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
+	e.POST("/", func(c echo.Context) error {
+		if err := env.Insert(c.Request().Context(), "x"); err != nil {
+			return err
+		}
+		panic("handler panic")
+	})
+	assert.Equal(t, 500, serve(t, e, "POST", "/", "").status)
+	assert.Zero(t, env.Rows(t))
+}
+
+// TestOuterMiddlewareSeesWhatTheClientSaw: the handler's error still reaches
+// middleware further out (loggers), the error response is written once, and
+// Response.Status is the status the client got.
+func TestOuterMiddlewareSeesWhatTheClientSaw(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		deferr bool // the commit fails
+		do     func(c echo.Context) error
+		status int
+		err    error
+	}{
+		{"HTTPError", false, func(echo.Context) error { return echo.ErrConflict }, 409, echo.ErrConflict},
+		{"201", false, func(c echo.Context) error { return c.String(201, "created") }, 201, nil},
+		{"201, commit fails", true, func(c echo.Context) error { return c.String(201, "created") }, 500, nil},
+		{"nothing written, commit fails", true, func(echo.Context) error { return nil }, 500, nil},
+	} {
+		for _, mode := range modes {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				env := webtest.NewEnv(t, "echo")
+				table := env.Table
+				if tc.deferr {
+					table = pgtest.DeferredFK(t, env.DB)
+				}
+				var seenStatus int
+				var seenErr error
+				var handled atomic.Int64
+				e := newEcho(func(next echo.HandlerFunc) echo.HandlerFunc {
+					return func(c echo.Context) error {
+						err := next(c)
+						seenStatus, seenErr = c.Response().Status, err
+						return err
+					}
+				}, uowecho.MiddlewareWithConfig(with(mode.cfg, env.M)))
+				e.HTTPErrorHandler = func(err error, c echo.Context) {
+					handled.Add(1)
+					e.DefaultHTTPErrorHandler(err, c)
+				}
+				e.POST("/", func(c echo.Context) error {
+					ctx := c.Request().Context()
+					if _, err := repo.From(ctx, env.DB).ExecContext(ctx, `INSERT INTO `+table+` VALUES (1)`); err != nil {
+						return err
+					}
+					return tc.do(c)
+				})
+				res := serve(t, e, "POST", "/", "")
+				assert.Equal(t, tc.status, res.status)
+				assert.Equal(t, tc.status, seenStatus, "Response.Status seen further out")
+				assert.Equal(t, tc.err, seenErr, "error seen further out")
+				if tc.err != nil {
+					assert.Equal(t, "{\"message\":\"Conflict\"}\n", res.body, "one error response")
+					assert.EqualValues(t, 2, handled.Load(), "inside the unit, then by Echo, which ignores it")
+				}
+			})
+		}
+	}
+}
+
+func TestAfterTheDecisionRepositoriesFail(t *testing.T) {
+	t.Parallel()
+	env := webtest.NewEnv(t, "echo")
+	var late error
+	e := newEcho(uowecho.Middleware(env.M))
+	e.POST("/", func(c echo.Context) error {
+		if err := c.NoContent(204); err != nil {
+			return err
+		}
+		late = env.Insert(c.Request().Context(), "x")
+		return nil
+	})
+	assert.Equal(t, 204, serve(t, e, "POST", "/", "").status)
+	require.ErrorIs(t, late, uow.ErrDone)
+	assert.Zero(t, env.Rows(t))
+}
+
+// TestCommitFailureNeverLooksLikeSuccess makes COMMIT itself fail (a
+// deferred foreign key) on every path a response can take.
+func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
+	t.Parallel()
+	const secret = `{"secret":"success"}`
+	for _, tc := range []struct {
+		name string
+		cfg  uowecho.Config
+		do   func(c echo.Context) error
+	}{
+		{"JSON 201", uowecho.Config{}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
+		{"Stream", uowecho.Config{}, func(c echo.Context) error {
+			return c.Stream(200, "application/json", strings.NewReader(secret))
+		}},
+		{"return nil", uowecho.Config{}, func(echo.Context) error { return nil }},
+		{"Flush first", uowecho.Config{}, func(c echo.Context) error {
+			c.Response().Flush()
+			return c.JSONBlob(200, []byte(secret))
+		}},
+		{"straight to Response().Writer", uowecho.Config{}, func(c echo.Context) error {
+			_, err := c.Response().Writer.Write([]byte(secret))
+			return err
+		}},
+		{"io.Copy into Response().Writer (ReadFrom)", uowecho.Config{}, func(c echo.Context) error {
+			_, err := io.Copy(c.Response().Writer, webtest.RawReader{Reader: strings.NewReader(secret)})
+			return err
+		}},
+		{"Hijack", uowecho.Config{}, func(c echo.Context) error {
+			err := hijack(c, secret)
+			if !errors.Is(err, uowecho.ErrCommitFailed) {
+				return fmt.Errorf("hijack: want ErrCommitFailed, got %v", err)
+			}
+			return err
+		}},
+		{"buffered", uowecho.Config{Buffer: 1 << 16}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
+		{"buffer overflow", uowecho.Config{Buffer: 4}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := webtest.NewEnv(t, "echo")
+			child := pgtest.DeferredFK(t, env.DB)
+			var reported errs
+			tc.cfg.ErrorHandler = reported.handle
+			e := newEcho(uowecho.MiddlewareWithConfig(with(tc.cfg, env.M)))
+			e.POST("/", func(c echo.Context) error {
+				ctx := c.Request().Context()
+				if _, err := repo.From(ctx, env.DB).ExecContext(ctx, `INSERT INTO `+child+` VALUES (1)`); err != nil {
+					return err
+				}
+				return tc.do(c)
+			})
+			res := serve(t, e, "POST", "/", "")
+			assert.Equal(t, 500, res.status)
+			assert.Equal(t, "Internal Server Error\n", res.body)
+			assert.Equal(t, "text/plain; charset=utf-8", res.header.Get("Content-Type"))
+			require.Len(t, reported.get(), 1)
+			var ce *uow.CommitError
+			assert.ErrorAs(t, reported.get()[0], &ce)
+			assert.Zero(t, count(t, env.DB, child))
+		})
+	}
+}
+
+// commitConflicts makes the first n COMMITs of transactions that inserted
+// into table fail with SQLSTATE 40001, raised by the server from a deferred
+// constraint trigger: a serialization failure at COMMIT, on demand. A
+// sequence counts the failures because it is not rolled back with them.
+func commitConflicts(t *testing.T, db *sqlx.DB, table string, n int) {
+	t.Helper()
+	db.MustExec(fmt.Sprintf(`
+CREATE SEQUENCE %[1]s_conflicts;
+CREATE FUNCTION %[1]s_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF nextval('%[1]s_conflicts') <= %[2]d THEN
+		RAISE EXCEPTION 'simulated serialization failure at COMMIT' USING ERRCODE = 'serialization_failure';
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER %[1]s_conflict AFTER INSERT ON %[1]s
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %[1]s_conflict();`, table, n))
+	t.Cleanup(func() {
+		_, _ = db.Exec(fmt.Sprintf(`DROP FUNCTION %[1]s_conflict() CASCADE; DROP SEQUENCE %[1]s_conflicts`, table))
+	})
+}
+
+func TestSerializationFailureAtCommit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		conflicts int
+		cfg       uowecho.Config
+		status    int
+		body      string
+		retryHdr  string
+		attempts  int
+		rows      int
+	}{
+		{"streaming: 503 with Retry-After", 1, uowecho.Config{RetryAfter: 3 * time.Second},
+			503, "Service Unavailable\n", "3", 1, 0},
+		{"buffered without Retry: 503", 1, uowecho.Config{Buffer: 1 << 10},
+			503, "Service Unavailable\n", "1", 1, 0},
+		{"buffered with Retry: re-run, one clean 201", 2, uowecho.Config{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond}},
+			201, "{\"attempt\":3,\"name\":\"payload\"}\n", "", 3, 1},
+		{"buffered, attempts exhausted: 503", 5, uowecho.Config{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond}},
+			503, "Service Unavailable\n", "1", 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := webtest.NewEnv(t, "echo")
+			commitConflicts(t, env.DB, env.Table, tc.conflicts)
+			var reported errs
+			tc.cfg.ErrorHandler = reported.handle
+			var attempts atomic.Int64
+			e := newEcho(uowecho.MiddlewareWithConfig(with(tc.cfg, env.M)))
+			e.POST("/", func(c echo.Context) error {
+				n := attempts.Add(1)
+				var in struct {
+					Name string `json:"name"`
+				}
+				if err := c.Bind(&in); err != nil { // the body is replayed on every attempt
+					return err
+				}
+				if err := env.Insert(c.Request().Context(), in.Name); err != nil {
+					return err
+				}
+				c.Response().Header().Set("X-Attempt", fmt.Sprint(n))
+				// Registered on every attempt: each attempt's Response
+				// starts afresh, but Echo keeps Before hooks, so the
+				// hook counts attempts rather than set a value.
+				c.Response().Before(func() { c.Response().Header().Add("X-Before", "x") })
+				return c.JSON(201, map[string]any{"attempt": n, "name": in.Name})
+			})
+			req := httptest.NewRequest("POST", "/", strings.NewReader(`{"name":"payload"}`))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			assert.Equal(t, tc.status, rec.Code)
+			assert.Equal(t, tc.body, rec.Body.String())
+			assert.Equal(t, tc.retryHdr, rec.Header().Get("Retry-After"))
+			assert.EqualValues(t, tc.attempts, attempts.Load(), "handler runs")
+			assert.Equal(t, tc.rows, env.Rows(t))
+			if tc.status == 503 {
+				assert.Empty(t, rec.Header().Get("X-Attempt"), "no header of a failed attempt")
+				require.Len(t, reported.get(), 1)
+				code, _ := retry.SQLState(reported.get()[0])
+				assert.Equal(t, "40001", code)
+				return
+			}
+			assert.Equal(t, fmt.Sprint(tc.attempts), rec.Header().Get("X-Attempt"))
+			assert.Len(t, rec.Header().Values("X-Before"), tc.attempts, "Before hooks of earlier attempts run too")
+			assert.Empty(t, reported.get())
+		})
+	}
+}
+
+func TestBufferedRetryOnARealSerializationFailure(t *testing.T) {
+	t.Parallel()
+	env := webtest.NewEnv(t, "echo")
+	var retries atomic.Int64
+	p := retry.Policy{MaxAttempts: 10, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond,
+		OnRetry: func(context.Context, int, time.Duration, error) { retries.Add(1) }}
+	// Both requests read the table before either writes: under
+	// SERIALIZABLE one of them must fail with 40001 and be re-run.
+	var firstReads sync.WaitGroup
+	firstReads.Add(2)
+	var attempts sync.Map
+	e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{
+		Manager: env.M, Buffer: 1 << 16, Retry: &p,
+		UnitOptions: func(echo.Context) []uow.Option { return []uow.Option{uow.Isolation(sql.LevelSerializable)} },
+	}))
+	e.POST("/", func(c echo.Context) error {
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			return err
+		}
+		n, _ := attempts.LoadOrStore(string(body), new(atomic.Int64))
+		attempt := n.(*atomic.Int64).Add(1)
+		ctx := c.Request().Context()
+		q := repo.From(ctx, env.DB)
+		var count int
+		if err := q.GetContext(ctx, &count, `SELECT count(*) FROM `+env.Table); err != nil {
+			return err
+		}
+		if attempt == 1 {
+			firstReads.Done()
+			firstReads.Wait()
+		}
+		if _, err := q.ExecContext(ctx, `INSERT INTO `+env.Table+` (v) VALUES ($1)`, string(body)); err != nil {
+			return err // a plain error: 500, unless retried
+		}
+		return c.String(201, fmt.Sprintf("saw %d", count))
+	})
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	type result struct {
+		status int
+		body   string
+	}
+	results := make(chan result, 2)
+	for _, v := range []string{"a", "b"} {
+		go func() {
+			res, err := http.Post(srv.URL, "text/plain", strings.NewReader(v))
+			if err != nil {
+				results <- result{body: err.Error()}
+				return
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			results <- result{res.StatusCode, string(b)}
+		}()
+	}
+	r1, r2 := <-results, <-results
+	assert.Equal(t, []int{201, 201}, []int{r1.status, r2.status}, r1.body+" / "+r2.body)
+	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.body, r2.body}, "serial order")
+	assert.Equal(t, 2, env.Rows(t))
+	assert.GreaterOrEqual(t, retries.Load(), int64(1))
+}
+
+func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("0123456789", 100)
+	for _, tc := range []struct {
+		name   string
+		status int
+		rows   int
+	}{
+		{"201 commits before the first byte", 201, 1},
+		{"409 rolls back, body goes through", 409, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := webtest.NewEnv(t, "echo")
+			var overflowed error
+			e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{Manager: env.M, Buffer: 64}))
+			e.POST("/", func(c echo.Context) error {
+				if err := env.Insert(c.Request().Context(), "x"); err != nil {
+					return err
+				}
+				c.Response().Header().Set("X-Kept", "yes")
+				c.Response().WriteHeader(tc.status)
+				for i := 0; i < len(big); i += 10 {
+					if _, err := c.Response().Write([]byte(big[i : i+10])); err != nil {
+						return err
+					}
+				}
+				// Streaming began at the overflow: the unit is decided.
+				overflowed = env.Insert(c.Request().Context(), "late")
+				return nil
+			})
+			res := serve(t, e, "POST", "/", "")
+			assert.Equal(t, tc.status, res.status)
+			assert.Equal(t, big, res.body)
+			assert.Equal(t, "yes", res.header.Get("X-Kept"))
+			assert.ErrorIs(t, overflowed, uow.ErrDone)
+			assert.Equal(t, tc.rows, env.Rows(t))
+		})
+	}
+}
+
+func TestTwoDatabasesCommitOrRollBackTogether(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		path    string
+		status  int
+		a, b    int  // rows kept in each database
+		partial bool // the ErrorHandler is told of a partial commit
+	}{
+		{"both commit", "/", 201, 1, 1, false},
+		{"HTTPError 422: both roll back", "/?status=422", 422, 0, 0, false},
+		{"first source's COMMIT fails: both roll back", "/?violate=a", 500, 0, 0, false},
+		// The documented limit: no two-phase commit.
+		{"second source's COMMIT fails after the first committed", "/?violate=b", 500, 1, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a, b := pgtest.Open(t, "echo_a"), pgtest.Open(t, "echo_b")
+			ta, tb := pgtest.DeferredFK(t, a), pgtest.DeferredFK(t, b)
+			var reported errs
+			m := uow.New(a, uow.WithSource("audit", b))
+			e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{Manager: m, ErrorHandler: reported.handle}))
+			e.POST("/", func(c echo.Context) error {
+				ctx := c.Request().Context()
+				// A NULL reference satisfies the deferred FK; 99 violates it
+				// at COMMIT.
+				for _, s := range []struct {
+					db    *sqlx.DB
+					child string
+					name  string
+				}{{a, ta, "a"}, {b, tb, "b"}} {
+					var v *int
+					if c.QueryParam("violate") == s.name {
+						v = new(99)
+					}
+					if _, err := repo.From(ctx, s.db).ExecContext(ctx, `INSERT INTO `+s.child+` VALUES ($1)`, v); err != nil {
+						return err
+					}
+				}
+				if c.QueryParam("status") != "" {
+					return echo.NewHTTPError(422)
+				}
+				return c.NoContent(201)
+			})
+			res := serve(t, e, "POST", tc.path, "")
+			assert.Equal(t, tc.status, res.status)
+			assert.Equal(t, tc.a, count(t, a, ta), "rows kept in a")
+			assert.Equal(t, tc.b, count(t, b, tb), "rows kept in b")
+			if tc.status == 500 {
+				require.Len(t, reported.get(), 1)
+				assert.Equal(t, tc.partial, errors.Is(reported.get()[0], uow.ErrPartialCommit))
+			}
+		})
+	}
+}
+
+func count(t *testing.T, db *sqlx.DB, table string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.Get(&n, `SELECT count(*) FROM `+table))
+	return n
+}
+
+func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cfg  uowecho.Config
+	}{
+		{"default", uowecho.Config{}},
+		{"read-only safe methods, timeout, error handler", uowecho.Config{
+			UnitOptions: uowecho.ReadOnlySafeMethods, Timeout: time.Minute, ErrorHandler: func(echo.Context, error) {}}},
+		{"buffered with retry", uowecho.Config{Buffer: 1 << 10, Retry: &retry.Policy{}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, counts := pgtest.OpenCounting(t, "echo")
+			var begins, events atomic.Int64
+			m := uow.New(db, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, ev uow.Event) {
+				events.Add(1)
+				if ev.Kind == uow.EventBegin {
+					begins.Add(1)
+				}
+			})))
+			e := newEcho(uowecho.MiddlewareWithConfig(with(tc.cfg, m)))
+			e.GET("/healthz", func(c echo.Context) error { return c.String(200, "healthy") })
+			srv := httptest.NewServer(e)
+			defer srv.Close()
+			for range 50 {
+				res, err := http.Get(srv.URL + "/healthz")
+				require.NoError(t, err)
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				require.Equal(t, 200, res.StatusCode)
+			}
+			assert.Zero(t, begins.Load(), "observer EventBegin")
+			assert.Zero(t, events.Load(), "observer events of any kind")
+			assert.Zero(t, counts.Total(), "statements, BEGINs, COMMITs, ROLLBACKs sent")
+			assert.Zero(t, db.Stats().OpenConnections, "connections ever kept open")
+		})
+	}
+}
+
+func TestClientDisconnectRollsBack(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			env := webtest.NewEnv(t, "echo")
+			inserted, finished := make(chan struct{}), make(chan struct{})
+			var late error
+			e := newEcho(uowecho.MiddlewareWithConfig(with(mode.cfg, env.M)))
+			e.POST("/", func(c echo.Context) error {
+				defer close(finished)
+				ctx := c.Request().Context()
+				if err := env.Insert(ctx, "x"); err != nil {
+					return err
+				}
+				close(inserted)
+				<-ctx.Done()
+				late = env.Insert(ctx, "late")
+				return c.String(200, "too late")
+			})
+			srv := httptest.NewServer(e)
+			defer srv.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			req, err := http.NewRequestWithContext(ctx, "POST", srv.URL, nil)
+			require.NoError(t, err)
+			go func() { <-inserted; cancel() }()
+			_, err = http.DefaultClient.Do(req)
+			require.ErrorIs(t, err, context.Canceled)
+			<-finished
+			assert.Error(t, late, "statements after the client left")
+			assert.Zero(t, env.Rows(t))
+		})
+	}
+}
+
+func TestDeadlineRollsBackWith504(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			env := webtest.NewEnv(t, "echo")
+			cfg := with(mode.cfg, env.M)
+			cfg.Timeout = 100 * time.Millisecond
+			e := newEcho(uowecho.MiddlewareWithConfig(cfg))
+			e.POST("/", func(c echo.Context) error {
+				ctx := c.Request().Context()
+				if err := env.Insert(ctx, "x"); err != nil {
+					return err
+				}
+				// Interrupted at the deadline; the handler carries on.
+				_, _ = repo.From(ctx, env.DB).ExecContext(ctx, `SELECT pg_sleep(30)`)
+				return c.String(200, "done")
+			})
+			res := serve(t, e, "POST", "/", "")
+			assert.Equal(t, 504, res.status)
+			assert.Equal(t, "Gateway Timeout\n", res.body)
+			assert.Zero(t, env.Rows(t))
+		})
+	}
+}
+
+func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
+	t.Parallel()
+	env := webtest.NewEnv(t, "echo")
+	var got error
+	e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{
+		Manager:     env.M,
+		UnitOptions: uowecho.ReadOnlySafeMethods,
+		Skipper:     func(c echo.Context) bool { return c.Path() == "/skip" },
+	}))
+	h := func(c echo.Context) error {
+		got = env.Insert(c.Request().Context(), "x")
+		return c.NoContent(204)
+	}
+	e.GET("/", h)
+	e.HEAD("/", h)
+	e.OPTIONS("/", h)
+	e.POST("/", h)
+	e.GET("/skip", h)
+	for _, method := range []string{"GET", "HEAD", "OPTIONS"} {
+		serve(t, e, method, "/", "")
+		code, _ := retry.SQLState(got)
+		assert.Equal(t, "25006", code, method+": read-only transaction")
+	}
+	serve(t, e, "POST", "/", "")
+	require.NoError(t, got)
+	serve(t, e, "GET", "/skip", "")
+	require.NoError(t, got, "skipped: no unit, the statement autocommits")
+	assert.Equal(t, 2, env.Rows(t))
+}
+
+func TestWriterKeepsItsInterfaces(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			env := webtest.NewEnv(t, "echo")
+			var got []string
+			e := newEcho(uowecho.MiddlewareWithConfig(with(mode.cfg, env.M)))
+			e.GET("/", func(c echo.Context) error {
+				w := c.Response().Writer
+				_, flusher := w.(http.Flusher)
+				_, hijacker := w.(http.Hijacker)
+				_, readerFrom := w.(io.ReaderFrom)
+				_, unwrapper := w.(interface{ Unwrap() http.ResponseWriter })
+				got = append(got, fmt.Sprint(flusher, hijacker, readerFrom, unwrapper))
+				// Found through Unwrap.
+				deadline := http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(time.Minute))
+				got = append(got, fmt.Sprint(deadline))
+				return c.String(200, "ok")
+			})
+			assert.Equal(t, 200, serve(t, e, "GET", "/", "").status)
+			// The buffer takes io.Copy through Write; streaming keeps ReadFrom.
+			want := fmt.Sprint(true, true, mode.cfg.Buffer == 0, true)
+			assert.Equal(t, []string{want, "<nil>"}, got)
+		})
+	}
+}
+
+func TestMisconfigurationPanicsAtConstruction(t *testing.T) {
+	t.Parallel()
+	m := uow.New(nil)
+	for _, tc := range []struct {
+		cfg  uowecho.Config
+		want string
+	}{
+		{uowecho.Config{}, "uowecho: Config.Manager is nil"},
+		{uowecho.Config{Manager: m, Buffer: -1}, "uowecho: negative Config.Buffer"},
+		{uowecho.Config{Manager: m, Timeout: -1}, "uowecho: negative Config.Timeout"},
+		{uowecho.Config{Manager: m, RetryAfter: -1}, "uowecho: negative Config.RetryAfter"},
+		{uowecho.Config{Manager: m, Retry: &retry.Policy{}}, "uowecho: Config.Retry needs Config.Buffer: a streamed response cannot be taken back"},
+	} {
+		assert.PanicsWithValue(t, tc.want, func() { uowecho.MiddlewareWithConfig(tc.cfg) })
+	}
+	assert.PanicsWithValue(t, "uowecho: Config.Manager is nil", func() { uowecho.Middleware(nil) })
+	assert.NotPanics(t, func() { uowecho.MiddlewareWithConfig(uowecho.Config{Manager: m, Buffer: 1, Retry: &retry.Policy{}}) })
+}

@@ -1,0 +1,71 @@
+// Package nethttp is net/http middleware that gives every request a lazy unit
+// of work and decides its fate from the response status, before the status
+// line leaves the process.
+//
+// # The decision
+//
+//	mux := http.NewServeMux()
+//	mux.Handle("POST /teams/{id}/players", addPlayer)
+//	http.ListenAndServe(":8080", nethttp.Transaction(m)(mux))
+//
+// Repositories find the request's unit in the context ([repo.From]). The unit
+// is lazy: a request that never touches the database makes no round trip and
+// takes no connection. When the status becomes known — the handler's first
+// WriteHeader, its first Write (an implicit 200), a Flush (also through
+// [http.ResponseController]), a ReadFrom (io.Copy), a Hijack, or the handler
+// returning without writing — the middleware decides once:
+//
+//   - the status commits (below 400 by default, see [Options].Commit): every
+//     transaction the request used is committed. If the commit fails, the
+//     client gets 500 instead of the handler's response (503 with
+//     Retry-After for a serialization failure or deadlock, 504 when the
+//     unit's Timeout passed); the handler's later writes are discarded, as
+//     if they had been sent, and the error goes to Options.ErrorHandler;
+//   - otherwise everything is rolled back and the handler's response goes
+//     through unchanged;
+//   - a panic rolls back and goes on (to your recoverer); a cancelled request
+//     context (the client went away) rolls the unit back at once.
+//
+// [uow.SetRollbackOnly] in a handler rolls back even a 2xx, which then goes
+// through: a dry run. A handler that ignored a failed statement cannot commit
+// (the unit is rollback-only), so its 2xx becomes a 500.
+//
+// After the decision, repository calls fail with [uow.ErrDone]; they never
+// fall back to autocommit. So do all the database work, then write the
+// response.
+//
+// Informational statuses (1xx other than 101) pass through undecided. A
+// Hijack is decided as a 101, by the same commit policy, before the
+// connection is handed over: the handler has taken the response out of the
+// middleware's hands, and what it does with the connection afterwards is
+// outside the unit. If that commit fails, Hijack returns [ErrCommitFailed]
+// and the client gets the error response.
+//
+// The wrapped ResponseWriter keeps [http.Flusher], [http.Hijacker],
+// [io.ReaderFrom] and Unwrap (for [http.ResponseController]); it is built
+// with [github.com/felixge/httpsnoop].
+//
+// # Buffered mode and retries
+//
+// With Options.Buffer the response is held back (up to that many bytes), so
+// the client hears nothing until the handler has returned and the unit is
+// finished; WriteHeader then only records the status. With Options.Retry as
+// well, a serialization failure or deadlock, at any statement or at COMMIT,
+// re-runs the whole handler on a fresh unit after the policy's backoff,
+// replaying the request body, as long as nothing has reached the client. This
+// is what makes SERIALIZABLE isolation practical behind HTTP handlers. A
+// larger response, a Flush or a Hijack falls back to streaming, decided at
+// that moment with the guarantee above. Handlers may then run more than once:
+// keep side effects in [uow.AfterCommit] hooks.
+//
+// # Options
+//
+// [Transaction] uses the defaults; [TransactionWithOptions] takes [Options],
+// whose zero fields mean their defaults. Invalid options panic when the
+// middleware is built, never at request time. [ReadOnlySafeMethods] is a
+// ready Options.UnitOptions.
+//
+// See docs/middleware.md for the full decision table and the known limits.
+//
+// [repo.From]: https://pkg.go.dev/github.com/uowkit/uowkit/repo#From
+package nethttp

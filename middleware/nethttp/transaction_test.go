@@ -1,0 +1,878 @@
+package nethttp_test
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/internal/webtest"
+	"github.com/uowkit/uowkit/middleware/nethttp"
+	"github.com/uowkit/uowkit/repo"
+	"github.com/uowkit/uowkit/retry"
+	"github.com/uowkit/uowkit/uow"
+)
+
+// TestMain gives the package a database of its own; pgtest.Main drops it
+// afterwards and fails the run if goleak finds a leaked goroutine.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// modes are the two ways the middleware can hold a response: every
+// behaviour must be decided the same in both.
+var modes = []struct {
+	name string
+	opts nethttp.Options
+}{
+	{"streaming", nethttp.Options{}},
+	{"buffered", nethttp.Options{Buffer: 1 << 16}},
+}
+
+// recoverer turns a panic into a 500, as an application's outer middleware
+// would.
+func recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				http.Error(w, "recovered", http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// response is what a client saw.
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// serve sends one request to h on a real server.
+func serve(t *testing.T, h http.Handler, method, path, body string) response {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	return send(t, srv.URL, method, path, body)
+}
+
+func send(t *testing.T, url, method, path, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url+path, strings.NewReader(body))
+	require.NoError(t, err)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return response{res.StatusCode, res.Header, string(b)}
+}
+
+// errs collects what the ErrorHandler receives.
+type errs struct {
+	mu   sync.Mutex
+	list []error
+}
+
+func (e *errs) handle(_ *http.Request, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.list = append(e.list, err)
+}
+
+func (e *errs) get() []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]error(nil), e.list...)
+}
+
+// hijackReply answers on a hijacked connection with a raw response.
+func hijackReply(conn net.Conn, rw *bufio.ReadWriter, err error) {
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(rw, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+	_ = rw.Flush()
+}
+
+// TestDecisionTable runs every handler behaviour of docs/middleware.md in
+// both modes, on a real server, and checks what the client saw and what the
+// database kept. Each handler first inserts one row through its unit.
+func TestDecisionTable(t *testing.T) {
+	t.Parallel()
+	writeStatus := func(code int) func(*webtest.Env, http.ResponseWriter, *http.Request) {
+		return func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(code)
+			fmt.Fprint(w, "body")
+		}
+	}
+	cases := []struct {
+		name   string
+		do     func(e *webtest.Env, w http.ResponseWriter, r *http.Request)
+		status int
+		body   string // "" means not checked
+		rows   int
+	}{
+		{"200 implicit", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }, 200, "ok", 1},
+		{"201", writeStatus(201), 201, "body", 1},
+		{"204", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }, 204, "", 1},
+		{"302", func(_ *webtest.Env, w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", 302) }, 302, "", 1},
+		{"400", writeStatus(400), 400, "body", 0},
+		{"404", func(_ *webtest.Env, w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 404, "404 page not found\n", 0},
+		{"409", writeStatus(409), 409, "body", 0},
+		{"500", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) { http.Error(w, "boom", 500) }, 500, "boom\n", 0},
+		{"no write at all", func(*webtest.Env, http.ResponseWriter, *http.Request) {}, 200, "", 1},
+		{"panic", func(*webtest.Env, http.ResponseWriter, *http.Request) { panic("handler panic") }, 500, "recovered\n", 0},
+		{"invalid status, net/http panics", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(0) }, 500, "recovered\n", 0},
+		{"Flusher flush first", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) {
+			w.(http.Flusher).Flush()
+			fmt.Fprint(w, "late body")
+		}, 200, "late body", 1},
+		{"ResponseController flush first", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) {
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				panic(err)
+			}
+			fmt.Fprint(w, "late body")
+		}, 200, "late body", 1},
+		{"stream", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) {
+			for i := range 3 {
+				fmt.Fprintf(w, "chunk %d\n", i)
+				w.(http.Flusher).Flush()
+			}
+		}, 200, "chunk 0\nchunk 1\nchunk 2\n", 1},
+		{"ReadFrom via io.Copy", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) {
+			_, _ = io.Copy(w, webtest.RawReader{Reader: strings.NewReader("copied")})
+		}, 200, "copied", 1},
+		{"Hijacker hijack", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) {
+			hijackReply(w.(http.Hijacker).Hijack())
+		}, 200, "hijacked", 1},
+		{"ResponseController hijack", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) {
+			hijackReply(http.NewResponseController(w).Hijack())
+		}, 200, "hijacked", 1},
+		{"103 early hints then 201", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(201)
+		}, 201, "", 1},
+		{"SetRollbackOnly with 200", func(_ *webtest.Env, w http.ResponseWriter, r *http.Request) {
+			if err := uow.SetRollbackOnly(r.Context()); err != nil {
+				panic(err)
+			}
+			fmt.Fprint(w, "dry run")
+		}, 200, "dry run", 0},
+		{"swallowed statement error then 201", func(e *webtest.Env, w http.ResponseWriter, r *http.Request) {
+			_, _ = repo.From(r.Context(), e.DB).ExecContext(r.Context(), `SELECT 1/0`)
+			w.WriteHeader(201)
+			fmt.Fprint(w, "success")
+		}, 500, "Internal Server Error\n", 0},
+	}
+	for _, mode := range modes {
+		for _, tc := range cases {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				e := webtest.NewEnv(t, "nethttp")
+				h := recoverer(nethttp.TransactionWithOptions(e.M, mode.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if err := e.Insert(r.Context(), "x"); err != nil {
+						panic(err)
+					}
+					tc.do(e, w, r)
+				})))
+				res := serve(t, h, "POST", "/", "")
+				assert.Equal(t, tc.status, res.status, "status the client saw")
+				if tc.body != "" {
+					assert.Equal(t, tc.body, res.body, "body the client saw")
+				}
+				assert.Equal(t, tc.rows, e.Rows(t), "rows the database kept")
+			})
+		}
+	}
+}
+
+func TestWrappedWriterKeepsItsInterfaces(t *testing.T) {
+	t.Parallel()
+	e := webtest.NewEnv(t, "nethttp")
+	var got []string
+	h := nethttp.Transaction(e.M)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, flusher := w.(http.Flusher)
+		_, hijacker := w.(http.Hijacker)
+		_, readerFrom := w.(io.ReaderFrom)
+		_, unwrapper := w.(interface{ Unwrap() http.ResponseWriter })
+		got = append(got, fmt.Sprint(flusher, hijacker, readerFrom, unwrapper))
+		// Found only through Unwrap: httpsnoop does not forward it.
+		deadline := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute))
+		got = append(got, fmt.Sprint(deadline))
+	}))
+	assert.Equal(t, 200, serve(t, h, "GET", "/", "").status)
+	assert.Equal(t, []string{"true true true true", "<nil>"}, got)
+}
+
+func TestRepositoryAfterTheDecision(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts nethttp.Options
+		late error // what the late statement returns
+		rows int
+	}{
+		// WriteHeader decided (committed the first row); the late insert
+		// fails instead of autocommitting.
+		{"streaming", nethttp.Options{}, uow.ErrDone, 1},
+		// A buffered WriteHeader only records the status: the decision waits
+		// for the handler to return, so the late insert is in the unit.
+		{"buffered", nethttp.Options{Buffer: 1 << 10}, nil, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := webtest.NewEnv(t, "nethttp")
+			var late error
+			h := nethttp.TransactionWithOptions(e.M, tc.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := e.Insert(r.Context(), "before"); err != nil {
+					panic(err)
+				}
+				w.WriteHeader(200)
+				late = e.Insert(r.Context(), "after")
+			}))
+			assert.Equal(t, 200, serve(t, h, "POST", "/", "").status)
+			if tc.late == nil {
+				assert.NoError(t, late)
+			} else {
+				assert.ErrorIs(t, late, tc.late)
+			}
+			assert.Equal(t, tc.rows, e.Rows(t))
+		})
+	}
+}
+
+func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		opts  nethttp.Options
+		write func(w http.ResponseWriter)
+	}{
+		{"WriteHeader 201", nethttp.Options{}, func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(201)
+			fmt.Fprint(w, `{"secret":"success"}`)
+		}},
+		{"flush first", nethttp.Options{}, func(w http.ResponseWriter) {
+			w.(http.Flusher).Flush()
+			fmt.Fprint(w, `{"secret":"success"}`)
+		}},
+		{"implicit 200 by Write", nethttp.Options{}, func(w http.ResponseWriter) {
+			fmt.Fprint(w, `{"secret":"success"}`)
+		}},
+		{"io.Copy (ReadFrom)", nethttp.Options{}, func(w http.ResponseWriter) {
+			_, _ = io.Copy(w, webtest.RawReader{Reader: strings.NewReader(`{"secret":"success"}`)})
+		}},
+		{"hijack", nethttp.Options{}, func(w http.ResponseWriter) {
+			_, _, err := w.(http.Hijacker).Hijack()
+			if !errors.Is(err, nethttp.ErrCommitFailed) {
+				panic(err)
+			}
+		}},
+		{"no write at all", nethttp.Options{}, func(http.ResponseWriter) {}},
+		{"buffered", nethttp.Options{Buffer: 1 << 16}, func(w http.ResponseWriter) {
+			w.WriteHeader(201)
+			fmt.Fprint(w, `{"secret":"success"}`)
+		}},
+		{"buffer overflow", nethttp.Options{Buffer: 4}, func(w http.ResponseWriter) {
+			w.WriteHeader(201)
+			fmt.Fprint(w, `{"secret":"success"}`)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := webtest.NewEnv(t, "nethttp")
+			child := pgtest.DeferredFK(t, e.DB) // the insert below violates it at COMMIT
+			var reported errs
+			tc.opts.ErrorHandler = reported.handle
+			h := nethttp.TransactionWithOptions(e.M, tc.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, err := repo.From(r.Context(), e.DB).ExecContext(r.Context(), `INSERT INTO `+child+` VALUES (99)`); err != nil {
+					panic(err)
+				}
+				tc.write(w)
+			}))
+			res := serve(t, h, "POST", "/", "")
+			assert.Equal(t, 500, res.status)
+			assert.NotContains(t, res.body, "secret", "the handler's success body must not leak")
+			assert.Empty(t, res.header.Get("Retry-After"))
+			require.Len(t, reported.get(), 1)
+			var ce *uow.CommitError
+			assert.ErrorAs(t, reported.get()[0], &ce)
+			var n int
+			require.NoError(t, e.DB.Get(&n, `SELECT count(*) FROM `+child))
+			assert.Zero(t, n)
+		})
+	}
+}
+
+// commitConflicts makes the first n COMMITs of transactions that inserted
+// into table fail with SQLSTATE 40001, raised by the server from a deferred
+// constraint trigger: a serialization failure at COMMIT, on demand. A
+// sequence counts the failures because it is not rolled back with them.
+func commitConflicts(t *testing.T, db *sqlx.DB, table string, n int) {
+	t.Helper()
+	db.MustExec(fmt.Sprintf(`
+CREATE SEQUENCE %[1]s_conflicts;
+CREATE FUNCTION %[1]s_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF nextval('%[1]s_conflicts') <= %[2]d THEN
+		RAISE EXCEPTION 'simulated serialization failure at COMMIT' USING ERRCODE = 'serialization_failure';
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER %[1]s_conflict AFTER INSERT ON %[1]s
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %[1]s_conflict();`, table, n))
+	t.Cleanup(func() {
+		_, _ = db.Exec(fmt.Sprintf(`DROP FUNCTION %[1]s_conflict() CASCADE; DROP SEQUENCE %[1]s_conflicts`, table))
+	})
+}
+
+func TestSerializationFailureAtCommit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		conflicts int
+		opts      nethttp.Options
+		status    int
+		body      string
+		retryHdr  string
+		attempts  int
+		rows      int
+	}{
+		{"streaming: 503 with Retry-After", 1, nethttp.Options{RetryAfter: 3 * time.Second},
+			503, "Service Unavailable\n", "3", 1, 0},
+		{"buffered without Retry: 503", 1, nethttp.Options{Buffer: 1 << 10},
+			503, "Service Unavailable\n", "1", 1, 0},
+		{"buffered with Retry: re-run, one clean 201", 2, nethttp.Options{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond}},
+			201, "attempt 3 read payload", "", 3, 1},
+		{"buffered, attempts exhausted: 503", 5, nethttp.Options{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond}},
+			503, "Service Unavailable\n", "1", 2, 0},
+		{"buffered, MaxElapsed passed: 503", 1, nethttp.Options{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 5, MaxElapsed: time.Nanosecond}},
+			503, "Service Unavailable\n", "1", 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := webtest.NewEnv(t, "nethttp")
+			commitConflicts(t, e.DB, e.Table, tc.conflicts)
+			var reported errs
+			tc.opts.ErrorHandler = reported.handle
+			var attempts atomic.Int64
+			h := nethttp.TransactionWithOptions(e.M, tc.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := attempts.Add(1)
+				body, err := io.ReadAll(r.Body) // replayed on every attempt
+				if err != nil {
+					panic(err)
+				}
+				if err := e.Insert(r.Context(), string(body)); err != nil {
+					panic(err)
+				}
+				w.Header().Set("X-Attempt", fmt.Sprint(n))
+				w.WriteHeader(201)
+				fmt.Fprintf(w, "attempt %d read %s", n, body)
+			}))
+			res := serve(t, h, "POST", "/", "payload")
+			assert.Equal(t, tc.status, res.status)
+			assert.Equal(t, tc.body, res.body)
+			assert.Equal(t, tc.retryHdr, res.header.Get("Retry-After"))
+			assert.EqualValues(t, tc.attempts, attempts.Load(), "handler runs")
+			assert.Equal(t, tc.rows, e.Rows(t))
+			if tc.status == 503 {
+				assert.Empty(t, res.header.Get("X-Attempt"), "no header of a failed attempt")
+				require.Len(t, reported.get(), 1)
+				code, _ := retry.SQLState(reported.get()[0])
+				assert.Equal(t, "40001", code)
+			} else {
+				assert.Equal(t, fmt.Sprint(tc.attempts), res.header.Get("X-Attempt"))
+				assert.Empty(t, reported.get())
+			}
+		})
+	}
+}
+
+func TestTwoDatabasesCommitOrRollBackTogether(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		path    string
+		status  int
+		a, b    int  // rows kept in each database
+		partial bool // the ErrorHandler is told of a partial commit
+	}{
+		{"both commit", "/", 200, 1, 1, false},
+		{"422: both roll back", "/?status=422", 422, 0, 0, false},
+		{"first source's COMMIT fails: both roll back", "/?violate=a", 500, 0, 0, false},
+		// The documented limit: no two-phase commit.
+		{"second source's COMMIT fails after the first committed", "/?violate=b", 500, 1, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a, b := pgtest.Open(t, "nethttp_a"), pgtest.Open(t, "nethttp_b")
+			ta, tb := pgtest.DeferredFK(t, a), pgtest.DeferredFK(t, b)
+			var reported errs
+			m := uow.New(a, uow.WithSource("audit", b))
+			h := nethttp.TransactionWithOptions(m, nethttp.Options{ErrorHandler: reported.handle})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ctx, q := r.Context(), r.URL.Query()
+				// A NULL reference satisfies the deferred FK; 99 violates
+				// it at COMMIT.
+				for _, s := range []struct {
+					db    *sqlx.DB
+					child string
+					name  string
+				}{{a, ta, "a"}, {b, tb, "b"}} {
+					var v *int
+					if q.Get("violate") == s.name {
+						v = new(99)
+					}
+					if _, err := repo.From(ctx, s.db).ExecContext(ctx, `INSERT INTO `+s.child+` VALUES ($1)`, v); err != nil {
+						panic(err)
+					}
+				}
+				if q.Get("status") != "" {
+					w.WriteHeader(422)
+				}
+			}))
+			res := serve(t, h, "POST", tc.path, "")
+			assert.Equal(t, tc.status, res.status)
+			assert.Equal(t, tc.a, count(t, a, ta), "rows kept in a")
+			assert.Equal(t, tc.b, count(t, b, tb), "rows kept in b")
+			if tc.status == 500 {
+				require.Len(t, reported.get(), 1)
+				assert.Equal(t, tc.partial, errors.Is(reported.get()[0], uow.ErrPartialCommit))
+			}
+		})
+	}
+}
+
+func count(t *testing.T, db *sqlx.DB, table string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.Get(&n, `SELECT count(*) FROM `+table))
+	return n
+}
+
+func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts nethttp.Options
+	}{
+		{"default", nethttp.Options{}},
+		{"read-only safe methods, timeout", nethttp.Options{UnitOptions: nethttp.ReadOnlySafeMethods, Timeout: time.Minute}},
+		{"buffered with retry", nethttp.Options{Buffer: 1 << 10, Retry: &retry.Policy{}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, counts := pgtest.OpenCounting(t, "nethttp")
+			var events atomic.Int64
+			m := uow.New(db, uow.WithObserver(uow.ObserverFunc(func(context.Context, uow.Event) { events.Add(1) })))
+			h := nethttp.TransactionWithOptions(m, tc.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprint(w, "healthy")
+			}))
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			for range 50 {
+				require.Equal(t, 200, send(t, srv.URL, "GET", "/healthz", "").status)
+			}
+			assert.Zero(t, counts.Total(), "statements, BEGINs, COMMITs, ROLLBACKs sent")
+			assert.Zero(t, events.Load(), "observer events (no begin, commit or rollback)")
+			assert.Zero(t, db.Stats().OpenConnections, "connections ever kept open")
+		})
+	}
+}
+
+func TestClientDisconnectRollsBack(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			e := webtest.NewEnv(t, "nethttp")
+			inserted, finished := make(chan struct{}), make(chan struct{})
+			var late error
+			h := nethttp.TransactionWithOptions(e.M, mode.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				defer close(finished)
+				if err := e.Insert(r.Context(), "x"); err != nil {
+					panic(err)
+				}
+				close(inserted)
+				<-r.Context().Done() // the client went away
+				late = e.Insert(r.Context(), "y")
+				fmt.Fprint(w, "too late")
+			}))
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			req, err := http.NewRequestWithContext(ctx, "POST", srv.URL, nil)
+			require.NoError(t, err)
+			go func() {
+				<-inserted
+				cancel()
+			}()
+			_, err = http.DefaultClient.Do(req)
+			require.ErrorIs(t, err, context.Canceled)
+			<-finished
+			// The unit rolled back by itself when the request's context
+			// ended: the handler's next statement finds it finished.
+			assert.Error(t, late)
+			assert.Zero(t, e.Rows(t))
+			assert.Zero(t, e.DB.Stats().InUse)
+		})
+	}
+}
+
+func TestDeadlineRollsBackWith504(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			e := webtest.NewEnv(t, "nethttp")
+			opts := mode.opts
+			opts.Timeout = 100 * time.Millisecond
+			var slowErr error
+			h := nethttp.TransactionWithOptions(e.M, opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := e.Insert(r.Context(), "x"); err != nil {
+					panic(err)
+				}
+				// Interrupted at the deadline, not after 30 s.
+				_, slowErr = repo.From(r.Context(), e.DB).ExecContext(r.Context(), `SELECT pg_sleep(30)`)
+				fmt.Fprint(w, "done") // ignores the error: the middleware must not commit
+			}))
+			res := serve(t, h, "POST", "/", "")
+			require.Error(t, slowErr)
+			assert.Equal(t, 504, res.status)
+			assert.NotContains(t, res.body, "done")
+			assert.Zero(t, e.Rows(t))
+		})
+	}
+}
+
+func TestDeadlineWithoutDatabaseWork(t *testing.T) {
+	t.Parallel()
+	e := webtest.NewEnv(t, "nethttp")
+	h := nethttp.TransactionWithOptions(e.M, nethttp.Options{Timeout: 10 * time.Millisecond})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done() // the unit's deadline
+			fmt.Fprint(w, "done")
+		}))
+	res := serve(t, h, "GET", "/", "")
+	assert.Equal(t, 504, res.status, "the deadline passed before the decision")
+	assert.NotContains(t, res.body, "done")
+}
+
+func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
+	t.Parallel()
+	e := webtest.NewEnv(t, "nethttp")
+	var got error
+	h := nethttp.TransactionWithOptions(e.M, nethttp.Options{
+		UnitOptions: nethttp.ReadOnlySafeMethods,
+		Skipper:     func(r *http.Request) bool { return r.URL.Path == "/skip" },
+	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = e.Insert(r.Context(), "x")
+	}))
+	for _, method := range []string{"GET", "HEAD", "OPTIONS"} {
+		serve(t, h, method, "/", "")
+		code, _ := retry.SQLState(got)
+		assert.Equal(t, "25006", code, "%s runs read-only", method)
+	}
+	serve(t, h, "POST", "/", "")
+	require.NoError(t, got, "POST runs read-write")
+	serve(t, h, "GET", "/skip", "")
+	require.NoError(t, got, "skipped: autocommit on the pool")
+	assert.Equal(t, 2, e.Rows(t))
+}
+
+func TestRouters(t *testing.T) {
+	t.Parallel()
+	addPlayer := func(e *webtest.Env, w http.ResponseWriter, r *http.Request, id string) {
+		if err := e.Insert(r.Context(), id); err != nil {
+			panic(err)
+		}
+		if id == "full" {
+			http.Error(w, "team is full", http.StatusConflict)
+			return
+		}
+		w.WriteHeader(201)
+	}
+	for _, tc := range []struct {
+		name   string
+		router func(e *webtest.Env) http.Handler
+	}{
+		{"http.ServeMux", func(e *webtest.Env) http.Handler {
+			mux := http.NewServeMux()
+			mux.HandleFunc("POST /teams/{id}/players", func(w http.ResponseWriter, r *http.Request) {
+				addPlayer(e, w, r, r.PathValue("id"))
+			})
+			return nethttp.Transaction(e.M)(mux)
+		}},
+		{"chi", func(e *webtest.Env) http.Handler {
+			r := chi.NewRouter()
+			r.Use(nethttp.Transaction(e.M))
+			r.Post("/teams/{id}/players", func(w http.ResponseWriter, r *http.Request) {
+				addPlayer(e, w, r, chi.URLParam(r, "id"))
+			})
+			return r
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := webtest.NewEnv(t, "nethttp")
+			srv := httptest.NewServer(tc.router(e))
+			defer srv.Close()
+			assert.Equal(t, 201, send(t, srv.URL, "POST", "/teams/7/players", "").status)
+			assert.Equal(t, 409, send(t, srv.URL, "POST", "/teams/full/players", "").status)
+			assert.Equal(t, 404, send(t, srv.URL, "POST", "/nowhere", "").status)
+			assert.Equal(t, 405, send(t, srv.URL, "GET", "/teams/7/players", "").status)
+			var vs []string
+			require.NoError(t, e.DB.Select(&vs, `SELECT v FROM `+e.Table+` ORDER BY id`))
+			assert.Equal(t, []string{"7"}, vs)
+		})
+	}
+}
+
+func TestBufferedRetryRerunsTheHandlerOnARealSerializationFailure(t *testing.T) {
+	t.Parallel()
+	e := webtest.NewEnv(t, "nethttp")
+	var retries atomic.Int64
+	p := retry.Policy{MaxAttempts: 10, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond,
+		OnRetry: func(context.Context, int, time.Duration, error) { retries.Add(1) }}
+	// Write skew: both requests count the rows, then both insert. Their
+	// first attempts wait for each other between the two, so under
+	// SERIALIZABLE one of them must fail with 40001 (at the INSERT or at
+	// COMMIT).
+	var firstReads sync.WaitGroup
+	firstReads.Add(2)
+	var attempts sync.Map
+	h := nethttp.TransactionWithOptions(e.M, nethttp.Options{
+		Buffer:      1 << 16,
+		Retry:       &p,
+		UnitOptions: func(*http.Request) []uow.Option { return []uow.Option{uow.Isolation(sql.LevelSerializable)} },
+	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body) // replayed on every attempt
+		n, _ := attempts.LoadOrStore(string(body), new(atomic.Int64))
+		attempt := n.(*atomic.Int64).Add(1)
+		q := repo.From(r.Context(), e.DB)
+		var count int
+		if err := q.GetContext(r.Context(), &count, `SELECT count(*) FROM `+e.Table); err != nil {
+			http.Error(w, "conflict: "+err.Error(), 500)
+			return
+		}
+		if attempt == 1 {
+			firstReads.Done()
+			firstReads.Wait()
+		}
+		if _, err := q.ExecContext(r.Context(), `INSERT INTO `+e.Table+` (v) VALUES ($1)`, string(body)); err != nil {
+			http.Error(w, "conflict: "+err.Error(), 500)
+			return
+		}
+		w.WriteHeader(201)
+		fmt.Fprintf(w, "%s saw %d", body, count)
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	results := make(chan response, 2)
+	for _, v := range []string{"a", "b"} {
+		go func() {
+			res, err := http.Post(srv.URL, "text/plain", strings.NewReader(v))
+			if err != nil {
+				results <- response{body: err.Error()}
+				return
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			results <- response{status: res.StatusCode, body: string(b)}
+		}()
+	}
+	r1, r2 := <-results, <-results
+	assert.Equal(t, 201, r1.status, r1.body)
+	assert.Equal(t, 201, r2.status, r2.body)
+	assert.NotContains(t, r1.body+r2.body, "conflict", "a failed attempt never reaches the client")
+	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.body[2:], r2.body[2:]}, "serial order")
+	assert.Equal(t, 2, e.Rows(t))
+	assert.GreaterOrEqual(t, retries.Load(), int64(1))
+}
+
+func TestBufferedRetryStopsWhenTheRequestEnds(t *testing.T) {
+	t.Parallel()
+	e := webtest.NewEnv(t, "nethttp")
+	commitConflicts(t, e.DB, e.Table, 10)
+	// An outer middleware's context ends during the backoff (a server
+	// timeout, a client gone): the request must not get net/http's 200.
+	var cancel context.CancelFunc
+	outer := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, c := context.WithCancel(r.Context())
+			defer c()
+			cancel = c
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+	var runs atomic.Int64
+	var reported errs
+	p := retry.Policy{MaxAttempts: 5, OnRetry: func(context.Context, int, time.Duration, error) { cancel() }}
+	h := outer(nethttp.TransactionWithOptions(e.M, nethttp.Options{Buffer: 1 << 10, Retry: &p, ErrorHandler: reported.handle})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs.Add(1)
+			if err := e.Insert(r.Context(), "x"); err != nil {
+				panic(err)
+			}
+			w.WriteHeader(201)
+		})))
+	res := serve(t, h, "POST", "/", "")
+	assert.Equal(t, 503, res.status)
+	assert.EqualValues(t, 1, runs.Load())
+	assert.Zero(t, e.Rows(t))
+	require.Len(t, reported.get(), 1)
+	assert.ErrorIs(t, reported.get()[0], context.Canceled)
+}
+
+func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("0123456789", 100)
+	for _, tc := range []struct {
+		name   string
+		status int
+		rows   int
+	}{
+		{"201 commits before the first byte", 201, 1},
+		{"409 rolls back, body goes through", 409, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := webtest.NewEnv(t, "nethttp")
+			var overflowed error
+			h := nethttp.TransactionWithOptions(e.M, nethttp.Options{Buffer: 64})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := e.Insert(r.Context(), "x"); err != nil {
+					panic(err)
+				}
+				w.Header().Set("X-Kept", "yes")
+				w.WriteHeader(tc.status)
+				for i := 0; i < len(big); i += 10 {
+					fmt.Fprint(w, big[i:i+10])
+				}
+				// Streaming began at the overflow: the unit is decided.
+				overflowed = e.Insert(r.Context(), "late")
+			}))
+			res := serve(t, h, "POST", "/", "")
+			assert.Equal(t, tc.status, res.status)
+			assert.Equal(t, big, res.body)
+			assert.Equal(t, "yes", res.header.Get("X-Kept"))
+			assert.ErrorIs(t, overflowed, uow.ErrDone)
+			assert.Equal(t, tc.rows, e.Rows(t))
+		})
+	}
+}
+
+func TestBufferedModeLetsRollbacksThrough(t *testing.T) {
+	t.Parallel()
+	e := webtest.NewEnv(t, "nethttp")
+	h := nethttp.TransactionWithOptions(e.M, nethttp.Options{Buffer: 1 << 10})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := e.Insert(r.Context(), "x"); err != nil {
+				panic(err)
+			}
+			w.Header().Set("X-Reason", "full")
+			http.Error(w, "team is full", 409)
+		}))
+	res := serve(t, h, "POST", "/", "")
+	assert.Equal(t, 409, res.status)
+	assert.Equal(t, "full", res.header.Get("X-Reason"))
+	assert.Equal(t, "team is full\n", res.body)
+	assert.Zero(t, e.Rows(t))
+}
+
+func TestMisconfigurationPanicsAtConstruction(t *testing.T) {
+	t.Parallel()
+	m := uow.New(nil)
+	for _, tc := range []struct {
+		m    *uow.Manager
+		opts nethttp.Options
+		want string
+	}{
+		{nil, nethttp.Options{}, "nethttp: nil *uow.Manager"},
+		{m, nethttp.Options{Buffer: -1}, "nethttp: negative Options.Buffer"},
+		{m, nethttp.Options{Timeout: -1}, "nethttp: negative Options.Timeout"},
+		{m, nethttp.Options{RetryAfter: -1}, "nethttp: negative Options.RetryAfter"},
+		{m, nethttp.Options{Retry: &retry.Policy{}}, "nethttp: Options.Retry needs Options.Buffer: a streamed response cannot be taken back"},
+	} {
+		assert.PanicsWithValue(t, tc.want, func() { nethttp.TransactionWithOptions(tc.m, tc.opts) })
+	}
+	assert.PanicsWithValue(t, "nethttp: nil *uow.Manager", func() { nethttp.Transaction(nil) })
+	assert.NotPanics(t, func() { nethttp.TransactionWithOptions(m, nethttp.Options{Buffer: 1, Retry: &retry.Policy{}}) })
+}
+
+func TestCommitPolicy(t *testing.T) {
+	t.Parallel()
+	below500 := func(status int) bool { return status < 500 }
+	only2xx := func(status int) bool { return status >= 200 && status < 300 }
+	for _, tc := range []struct {
+		name   string
+		commit func(int) bool
+		do     func(w http.ResponseWriter)
+		status int
+		rows   int
+	}{
+		{"409 commits when the policy says so", below500, func(w http.ResponseWriter) { w.WriteHeader(409) }, 409, 1},
+		{"500 still rolls back", below500, func(w http.ResponseWriter) { w.WriteHeader(500) }, 500, 0},
+		{"302 rolls back under 2xx-only", only2xx, func(w http.ResponseWriter) { w.WriteHeader(302) }, 302, 0},
+		{"hijack is asked as 101: rolled back under 2xx-only", only2xx, func(w http.ResponseWriter) {
+			hijackReply(w.(http.Hijacker).Hijack())
+		}, 200, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := webtest.NewEnv(t, "nethttp")
+			h := nethttp.TransactionWithOptions(e.M, nethttp.Options{Commit: tc.commit})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := e.Insert(r.Context(), "x"); err != nil {
+					panic(err)
+				}
+				tc.do(w)
+			}))
+			assert.Equal(t, tc.status, serve(t, h, "POST", "/", "").status)
+			assert.Equal(t, tc.rows, e.Rows(t))
+		})
+	}
+}
+
+func TestGoexitInHandlerRollsBack(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			e := webtest.NewEnv(t, "nethttp")
+			h := nethttp.TransactionWithOptions(e.M, mode.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := e.Insert(r.Context(), "x"); err != nil {
+					panic(err)
+				}
+				runtime.Goexit() // what t.FailNow does in a handler: not a return
+			}))
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			res, err := http.Post(srv.URL, "", nil)
+			if err == nil {
+				res.Body.Close()
+			}
+			require.Error(t, err, "net/http drops the connection")
+			assert.Zero(t, e.Rows(t))
+		})
+	}
+}

@@ -1,0 +1,126 @@
+// Package domain holds the teams-and-players model and its rules. It knows
+// nothing about databases, HTTP or transactions.
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Team is a team with a limited number of places.
+type Team struct {
+	ID       int64  `db:"id" json:"id"`
+	Name     string `db:"name" json:"name"`
+	Capacity int    `db:"capacity" json:"capacity"`
+}
+
+// Player belongs to one team.
+type Player struct {
+	ID     int64  `db:"id" json:"id"`
+	Name   string `db:"name" json:"name"`
+	TeamID int64  `db:"team_id" json:"team_id"`
+}
+
+// Roster is a team with its players: the read model of GET /teams/{id}.
+type Roster struct {
+	Team
+	Players []Player
+}
+
+// MaxCapacity bounds a team's size.
+const MaxCapacity = 1000
+
+const maxName = 100
+
+// NewTeam validates a team before it is created.
+func NewTeam(name string, capacity int) (Team, error) {
+	name, err := cleanName("team", name)
+	if err != nil {
+		return Team{}, err
+	}
+	if capacity < 1 || capacity > MaxCapacity {
+		return Team{}, Errorf(Invalid, "capacity must be between 1 and %d", MaxCapacity)
+	}
+	return Team{Name: name, Capacity: capacity}, nil
+}
+
+// NewPlayer validates a player joining team.
+func NewPlayer(name string, team int64) (Player, error) {
+	name, err := cleanName("player", name)
+	if err != nil {
+		return Player{}, err
+	}
+	return Player{Name: name, TeamID: team}, nil
+}
+
+func cleanName(what, name string) (string, error) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return "", Errorf(Invalid, "%s name is required", what)
+	case utf8.RuneCountInString(name) > maxName:
+		return "", Errorf(Invalid, "%s name is longer than %d characters", what, maxName)
+	}
+	return name, nil
+}
+
+// Admit checks that the team, which has taken players already, has a free
+// place.
+func (t Team) Admit(taken int) error {
+	if taken >= t.Capacity {
+		return Errorf(Conflict, "team %d is full", t.ID)
+	}
+	return nil
+}
+
+// Event is something that happened, recorded with the change that caused it.
+type Event struct {
+	ID      int64     `db:"id" json:"id"`
+	Type    string    `db:"type" json:"type"`
+	Payload string    `db:"payload" json:"payload"`
+	At      time.Time `db:"created_at" json:"at"`
+}
+
+// Event types.
+const (
+	TeamCreated  = "team-created"
+	PlayerJoined = "player-joined"
+	PlayerMoved  = "player-moved"
+)
+
+// Code classifies an application error.
+type Code string
+
+// Error codes, mapped to HTTP statuses in one place (package httpapi).
+const (
+	Invalid  Code = "invalid"
+	NotFound Code = "not-found"
+	Conflict Code = "conflict"
+	Internal Code = "internal"
+)
+
+// Error is an application error: a code and a message fit for the client.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns err's code; Internal for anything that is not an *Error.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}

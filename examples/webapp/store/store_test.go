@@ -1,0 +1,126 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite"
+
+	"github.com/uowkit/uowkit/examples/webapp/domain"
+	"github.com/uowkit/uowkit/examples/webapp/store"
+	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/uow"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// suite runs one repository test against every supported database.
+func suite(t *testing.T, test func(t *testing.T, db *sqlx.DB, d store.Dialect)) {
+	t.Run("postgres", func(t *testing.T) {
+		db := pgtest.Open(t, "store_"+t.Name())
+		require.NoError(t, store.Migrate(context.Background(), db))
+		test(t, db, store.Postgres)
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		db := sqlx.MustOpen("sqlite", "file:"+filepath.Join(t.TempDir(), "s.db")+"?_pragma=foreign_keys(1)")
+		t.Cleanup(func() { db.Close() })
+		require.NoError(t, store.Migrate(context.Background(), db))
+		test(t, db, store.SQLite)
+	})
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	suite(t, func(t *testing.T, db *sqlx.DB, _ store.Dialect) {
+		require.NoError(t, store.Migrate(context.Background(), db))
+		var n int
+		require.NoError(t, db.Get(&n, `SELECT count(*) FROM schema_migrations`))
+		assert.Equal(t, 1, n)
+	})
+}
+
+func TestRepositoriesInAUnit(t *testing.T) {
+	suite(t, func(t *testing.T, db *sqlx.DB, d store.Dialect) {
+		m := uow.New(db)
+		ctx := context.Background()
+		var team domain.Team
+		err := m.Do(ctx, func(ctx context.Context) error {
+			h := uow.From(ctx).DB()
+			var err error
+			if team, err = store.NewTeams(h, d).Create(ctx, domain.Team{Name: "Reds", Capacity: 3}); err != nil {
+				return err
+			}
+			if err := store.NewRosters(h).Init(ctx, team.ID); err != nil {
+				return err
+			}
+			p, err := store.NewPlayers(h, d).Create(ctx, domain.Player{Name: "Ann", TeamID: team.ID})
+			if err != nil {
+				return err
+			}
+			if err := store.NewRosters(h).Add(ctx, team.ID, 1); err != nil {
+				return err
+			}
+			locked, err := store.NewPlayers(h, d).Lock(ctx, p.ID)
+			assert.Equal(t, p, locked)
+			return err
+		})
+		require.NoError(t, err)
+		assert.NotZero(t, team.ID)
+
+		roster, err := store.NewQueries(db).Roster(ctx, team.ID)
+		require.NoError(t, err)
+		assert.Equal(t, "Reds", roster.Name)
+		require.Len(t, roster.Players, 1)
+		assert.Equal(t, "Ann", roster.Players[0].Name)
+		n, err := store.NewRosters(db).Count(ctx, team.ID)
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+
+		_, err = store.NewTeams(db, d).Lock(ctx, 999)
+		assert.Equal(t, domain.NotFound, domain.ErrorCode(err))
+		_, err = store.NewQueries(db).Roster(ctx, 999)
+		assert.Equal(t, domain.NotFound, domain.ErrorCode(err))
+
+		// A rolled-back unit leaves nothing behind.
+		_ = m.Do(ctx, func(ctx context.Context) error {
+			_, err := store.NewTeams(uow.From(ctx).DB(), d).Create(ctx, domain.Team{Name: "Ghost", Capacity: 1})
+			require.NoError(t, err)
+			return errors.New("changed my mind")
+		})
+		var teams int
+		require.NoError(t, db.Get(&teams, `SELECT count(*) FROM teams`))
+		assert.Equal(t, 1, teams)
+	})
+}
+
+// A COMMIT failure cannot be produced on demand by every real server (a
+// network cut at the exact moment, a disk full): sqlmock injects it, to test
+// how the code above reacts.
+func TestCommitFailureInjectedWithSqlmock(t *testing.T) {
+	raw, mock, err := sqlmock.New()
+	require.NoError(t, err)
+	defer raw.Close()
+	db := sqlx.NewDb(raw, "postgres")
+	mock.ExpectBegin()
+	mock.ExpectQuery(`INSERT INTO teams`).WithArgs("Reds", 3).WillReturnRows(sqlmock.NewRows([]string{"id"}).AddRow(1))
+	mock.ExpectCommit().WillReturnError(errors.New("disk full"))
+
+	published := false
+	err = uow.New(db).Do(context.Background(), func(ctx context.Context) error {
+		if _, err := store.NewTeams(uow.From(ctx).DB(), store.Postgres).Create(ctx, domain.Team{Name: "Reds", Capacity: 3}); err != nil {
+			return err
+		}
+		return uow.AfterCommit(ctx, func(context.Context) error { published = true; return nil })
+	})
+	var ce *uow.CommitError
+	require.ErrorAs(t, err, &ce)
+	assert.EqualError(t, ce.Err, "disk full")
+	assert.False(t, published, "nothing is published when the commit fails")
+	require.NoError(t, mock.ExpectationsWereMet())
+}

@@ -270,6 +270,32 @@ func DeferredFK(tb testing.TB, db *sqlx.DB) string {
 	return child
 }
 
+// WaitRunning blocks until a statement containing marker is executing on
+// another connection of db's database (pg_stat_activity shows it active), and
+// fails the test after 30 s. A cancel request that reaches PostgreSQL before
+// the backend has read the statement is ignored, so tests that cancel a
+// running statement must first see it running.
+func WaitRunning(tb testing.TB, db *sqlx.DB, marker string) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		err := db.Get(&n, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state = 'active'
+			AND pid <> pg_backend_pid() AND strpos(query, $1) > 0`, marker)
+		if err != nil {
+			tb.Fatalf("pgtest: pg_stat_activity: %v", err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("pgtest: no running statement contains %q after 30 s", marker)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // OpenMariaDB returns a pool on the MariaDB/MySQL named by UOWKIT_MYSQL_DSN
 // (default root@tcp(127.0.0.1:3306)/test). It skips the test when none is
 // reachable, and fails it instead when CI is set.

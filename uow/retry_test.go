@@ -25,7 +25,10 @@ import (
 // raise40001 makes the server raise a real serialization_failure.
 const raise40001 = `DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$`
 
-var fast = retry.Policy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, MaxAttempts: 10}
+// fast retries quickly but long enough to outlast a competing transaction
+// on a loaded machine: exhausting it would fail a test that is about
+// something else.
+var fast = retry.Policy{BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond, MaxAttempts: 50}
 
 // retries counts EventRetry observations.
 type retries struct{ n atomic.Int64 }

@@ -1,13 +1,18 @@
 // Package webtest holds what the HTTP middleware tests share: a table of
-// their own in a real database, and a real server to send requests to.
+// their own in a real database, two databases for partial commits, COMMIT-time
+// serialization failures on demand, and a real server to send requests to.
 package webtest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jmoiron/sqlx"
@@ -40,33 +45,176 @@ func (e *Env) Insert(ctx context.Context, v string) error {
 // Rows counts the table's rows.
 func (e *Env) Rows(t *testing.T) int {
 	t.Helper()
+	return Count(t, e.DB, e.Table)
+}
+
+// Count counts the rows of table.
+func Count(t *testing.T, db *sqlx.DB, table string) int {
+	t.Helper()
 	var n int
-	if err := e.DB.Get(&n, `SELECT count(*) FROM `+e.Table); err != nil {
+	if err := db.Get(&n, `SELECT count(*) FROM `+table); err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
-// Serve sends one request to h on a real server and returns the status and
-// body the client saw. Redirects are not followed.
-func Serve(t *testing.T, h http.Handler, method, path, body string) (int, string) {
+// Pair is two databases, each with a table whose deferred foreign key makes
+// COMMIT fail on demand, under one manager: the default source on A and
+// "audit" on B.
+type Pair struct {
+	A, B   *sqlx.DB
+	TA, TB string
+	M      *uow.Manager
+}
+
+// NewPair opens the databases of tag+"_a" and tag+"_b".
+func NewPair(t *testing.T, tag string) *Pair {
+	t.Helper()
+	a, b := pgtest.Open(t, tag+"_a"), pgtest.Open(t, tag+"_b")
+	return &Pair{A: a, B: b, TA: pgtest.DeferredFK(t, a), TB: pgtest.DeferredFK(t, b), M: uow.New(a, uow.WithSource("audit", b))}
+}
+
+// Insert adds a row to A's table, then to B's, through the unit in ctx. The
+// row in the database named by violate ("a" or "b") references a missing
+// parent, so that database's COMMIT fails; the other row's NULL reference
+// satisfies the deferred key.
+func (p *Pair) Insert(ctx context.Context, violate string) error {
+	for _, s := range []struct {
+		db          *sqlx.DB
+		child, name string
+	}{{p.A, p.TA, "a"}, {p.B, p.TB, "b"}} {
+		var v *int
+		if violate == s.name {
+			v = new(99)
+		}
+		if _, err := repo.From(ctx, s.db).ExecContext(ctx, `INSERT INTO `+s.child+` VALUES ($1)`, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Rows counts the rows kept in A and in B.
+func (p *Pair) Rows(t *testing.T) (a, b int) {
+	t.Helper()
+	return Count(t, p.A, p.TA), Count(t, p.B, p.TB)
+}
+
+// CommitConflicts makes the first n COMMITs of transactions that inserted
+// into table fail with SQLSTATE 40001, raised by the server from a deferred
+// constraint trigger: a serialization failure at COMMIT, on demand. A
+// sequence counts the failures because it is not rolled back with them.
+func CommitConflicts(t *testing.T, db *sqlx.DB, table string, n int) {
+	t.Helper()
+	db.MustExec(fmt.Sprintf(`
+CREATE SEQUENCE %[1]s_conflicts;
+CREATE FUNCTION %[1]s_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF nextval('%[1]s_conflicts') <= %[2]d THEN
+		RAISE EXCEPTION 'simulated serialization failure at COMMIT' USING ERRCODE = 'serialization_failure';
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER %[1]s_conflict AFTER INSERT ON %[1]s
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %[1]s_conflict();`, table, n))
+	t.Cleanup(func() {
+		_, _ = db.Exec(fmt.Sprintf(`DROP FUNCTION %[1]s_conflict() CASCADE; DROP SEQUENCE %[1]s_conflicts`, table))
+	})
+}
+
+// Response is what a client saw.
+type Response struct {
+	Status        int
+	Informational []int // 1xx statuses received before the final one
+	Header        http.Header
+	Body          string
+}
+
+// Serve sends one request to h on a real server and returns what the client
+// saw. Redirects are not followed.
+func Serve(t *testing.T, h http.Handler, method, path, body string) Response {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	return Send(t, srv.URL, method, path, body)
+}
+
+// Send sends one request to the server at url.
+func Send(t *testing.T, url, method, path, body string) Response {
+	t.Helper()
+	var res Response
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+		res.Informational = append(res.Informational, code)
+		return nil
+	}}
+	ctx := httptrace.WithClientTrace(context.Background(), trace)
+	req, err := http.NewRequestWithContext(ctx, method, url+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := client.Do(req)
+	r, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Status, res.Header, res.Body = r.StatusCode, r.Header, string(b)
+	return res
+}
+
+// Errors collects the errors a middleware's error hook receives, from any
+// goroutine.
+type Errors struct {
+	mu   sync.Mutex
+	list []error
+}
+
+// Add records err.
+func (e *Errors) Add(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.list = append(e.list, err)
+}
+
+// List returns the errors recorded so far.
+func (e *Errors) List() []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]error(nil), e.list...)
 }
 
 // RawReader hides a reader's WriterTo, so that io.Copy goes through the
 // destination's ReadFrom.
 type RawReader struct{ io.Reader }
+
+// PostAll sends one POST per body to the server at url, all at once, and
+// returns the responses in the order they completed. A request that fails
+// gets Status 0 and the error as Body.
+func PostAll(url string, bodies ...string) []Response {
+	results := make(chan Response, len(bodies))
+	for _, body := range bodies {
+		go func() {
+			r, err := http.Post(url, "text/plain", strings.NewReader(body))
+			if err != nil {
+				results <- Response{Body: err.Error()}
+				return
+			}
+			defer r.Body.Close()
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				results <- Response{Body: err.Error()}
+				return
+			}
+			results <- Response{Status: r.StatusCode, Header: r.Header, Body: string(b)}
+		}()
+	}
+	out := make([]Response, 0, len(bodies))
+	for range bodies {
+		out = append(out, <-results)
+	}
+	return out
+}

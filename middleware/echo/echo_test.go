@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httptrace"
-	"net/textproto"
 	"os"
 	"strings"
 	"sync"
@@ -17,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/stretchr/testify/assert"
@@ -60,55 +57,14 @@ func with(cfg uowecho.Config, m *uow.Manager) uowecho.Config {
 	return cfg
 }
 
-// response is what a client saw.
-type response struct {
-	status        int
-	informational []int
-	header        http.Header
-	body          string
-}
-
-// serve sends one request to h on a real server.
-func serve(t *testing.T, h http.Handler, method, path, body string) response {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	var res response
-	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
-		res.informational = append(res.informational, code)
-		return nil
-	}}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, srv.URL+path, strings.NewReader(body))
-	require.NoError(t, err)
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	r, err := client.Do(req)
-	require.NoError(t, err)
-	defer r.Body.Close()
-	b, err := io.ReadAll(r.Body)
-	require.NoError(t, err)
-	res.status, res.header, res.body = r.StatusCode, r.Header, string(b)
-	return res
-}
-
 // errs collects what the ErrorHandler receives.
-type errs struct {
-	mu   sync.Mutex
-	list []error
-}
+type errs struct{ webtest.Errors }
 
 func (e *errs) handle(c echo.Context, err error) {
 	if c == nil {
 		err = errors.Join(err, errors.New("ErrorHandler called without an echo.Context"))
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.list = append(e.list, err)
-}
-
-func (e *errs) get() []error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]error(nil), e.list...)
+	e.Add(err)
 }
 
 // hijack answers on the hijacked connection with a raw response.
@@ -221,12 +177,12 @@ func TestDecisionTable(t *testing.T) {
 					}
 					return tc.do(env, c)
 				})
-				res := serve(t, e, "POST", "/", "")
-				assert.Equal(t, tc.status, res.status, "status the client saw")
-				assert.Equal(t, tc.body, res.body, "body the client saw")
+				res := webtest.Serve(t, e, "POST", "/", "")
+				assert.Equal(t, tc.status, res.Status, "status the client saw")
+				assert.Equal(t, tc.body, res.Body, "body the client saw")
 				assert.Equal(t, tc.rows, env.Rows(t), "rows the database kept")
 				if strings.HasPrefix(tc.name, "103") {
-					assert.Equal(t, []int{103}, res.informational)
+					assert.Equal(t, []int{103}, res.Informational)
 				}
 			})
 		}
@@ -256,8 +212,8 @@ func TestPanicAfterWriting(t *testing.T) {
 				_ = c.String(200, "ok")
 				panic("after writing")
 			})
-			res := serve(t, e, "POST", "/", "")
-			assert.Equal(t, tc.status, res.status)
+			res := webtest.Serve(t, e, "POST", "/", "")
+			assert.Equal(t, tc.status, res.Status)
 			assert.Equal(t, tc.rows, env.Rows(t))
 		})
 	}
@@ -275,7 +231,7 @@ func TestRecoverInsideTheMiddleware(t *testing.T) {
 		}
 		panic("handler panic")
 	})
-	assert.Equal(t, 500, serve(t, e, "POST", "/", "").status)
+	assert.Equal(t, 500, webtest.Serve(t, e, "POST", "/", "").Status)
 	assert.Zero(t, env.Rows(t))
 }
 
@@ -325,12 +281,12 @@ func TestOuterMiddlewareSeesWhatTheClientSaw(t *testing.T) {
 					}
 					return tc.do(c)
 				})
-				res := serve(t, e, "POST", "/", "")
-				assert.Equal(t, tc.status, res.status)
+				res := webtest.Serve(t, e, "POST", "/", "")
+				assert.Equal(t, tc.status, res.Status)
 				assert.Equal(t, tc.status, seenStatus, "Response.Status seen further out")
 				assert.Equal(t, tc.err, seenErr, "error seen further out")
 				if tc.err != nil {
-					assert.Equal(t, "{\"message\":\"Conflict\"}\n", res.body, "one error response")
+					assert.Equal(t, "{\"message\":\"Conflict\"}\n", res.Body, "one error response")
 					assert.EqualValues(t, 2, handled.Load(), "inside the unit, then by Echo, which ignores it")
 				}
 			})
@@ -350,7 +306,7 @@ func TestAfterTheDecisionRepositoriesFail(t *testing.T) {
 		late = env.Insert(c.Request().Context(), "x")
 		return nil
 	})
-	assert.Equal(t, 204, serve(t, e, "POST", "/", "").status)
+	assert.Equal(t, 204, webtest.Serve(t, e, "POST", "/", "").Status)
 	require.ErrorIs(t, late, uow.ErrDone)
 	assert.Zero(t, env.Rows(t))
 }
@@ -406,38 +362,16 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 				}
 				return tc.do(c)
 			})
-			res := serve(t, e, "POST", "/", "")
-			assert.Equal(t, 500, res.status)
-			assert.Equal(t, "Internal Server Error\n", res.body)
-			assert.Equal(t, "text/plain; charset=utf-8", res.header.Get("Content-Type"))
-			require.Len(t, reported.get(), 1)
+			res := webtest.Serve(t, e, "POST", "/", "")
+			assert.Equal(t, 500, res.Status)
+			assert.Equal(t, "Internal Server Error\n", res.Body)
+			assert.Equal(t, "text/plain; charset=utf-8", res.Header.Get("Content-Type"))
+			require.Len(t, reported.List(), 1)
 			var ce *uow.CommitError
-			assert.ErrorAs(t, reported.get()[0], &ce)
-			assert.Zero(t, count(t, env.DB, child))
+			assert.ErrorAs(t, reported.List()[0], &ce)
+			assert.Zero(t, webtest.Count(t, env.DB, child))
 		})
 	}
-}
-
-// commitConflicts makes the first n COMMITs of transactions that inserted
-// into table fail with SQLSTATE 40001, raised by the server from a deferred
-// constraint trigger: a serialization failure at COMMIT, on demand. A
-// sequence counts the failures because it is not rolled back with them.
-func commitConflicts(t *testing.T, db *sqlx.DB, table string, n int) {
-	t.Helper()
-	db.MustExec(fmt.Sprintf(`
-CREATE SEQUENCE %[1]s_conflicts;
-CREATE FUNCTION %[1]s_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	IF nextval('%[1]s_conflicts') <= %[2]d THEN
-		RAISE EXCEPTION 'simulated serialization failure at COMMIT' USING ERRCODE = 'serialization_failure';
-	END IF;
-	RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER %[1]s_conflict AFTER INSERT ON %[1]s
-	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %[1]s_conflict();`, table, n))
-	t.Cleanup(func() {
-		_, _ = db.Exec(fmt.Sprintf(`DROP FUNCTION %[1]s_conflict() CASCADE; DROP SEQUENCE %[1]s_conflicts`, table))
-	})
 }
 
 func TestSerializationFailureAtCommit(t *testing.T) {
@@ -464,7 +398,7 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "echo")
-			commitConflicts(t, env.DB, env.Table, tc.conflicts)
+			webtest.CommitConflicts(t, env.DB, env.Table, tc.conflicts)
 			var reported errs
 			tc.cfg.ErrorHandler = reported.handle
 			var attempts atomic.Int64
@@ -498,14 +432,14 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 			assert.Equal(t, tc.rows, env.Rows(t))
 			if tc.status == 503 {
 				assert.Empty(t, rec.Header().Get("X-Attempt"), "no header of a failed attempt")
-				require.Len(t, reported.get(), 1)
-				code, _ := retry.SQLState(reported.get()[0])
+				require.Len(t, reported.List(), 1)
+				code, _ := retry.SQLState(reported.List()[0])
 				assert.Equal(t, "40001", code)
 				return
 			}
 			assert.Equal(t, fmt.Sprint(tc.attempts), rec.Header().Get("X-Attempt"))
 			assert.Len(t, rec.Header().Values("X-Before"), tc.attempts, "Before hooks of earlier attempts run too")
-			assert.Empty(t, reported.get())
+			assert.Empty(t, reported.List())
 		})
 	}
 }
@@ -514,7 +448,7 @@ func TestBufferedRetryOnARealSerializationFailure(t *testing.T) {
 	t.Parallel()
 	env := webtest.NewEnv(t, "echo")
 	var retries atomic.Int64
-	p := retry.Policy{MaxAttempts: 10, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond,
+	p := retry.Policy{MaxAttempts: 50, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond,
 		OnRetry: func(context.Context, int, time.Duration, error) { retries.Add(1) }}
 	// Both requests read the table before either writes: under
 	// SERIALIZABLE one of them must fail with 40001 and be re-run.
@@ -549,26 +483,10 @@ func TestBufferedRetryOnARealSerializationFailure(t *testing.T) {
 	})
 	srv := httptest.NewServer(e)
 	defer srv.Close()
-	type result struct {
-		status int
-		body   string
-	}
-	results := make(chan result, 2)
-	for _, v := range []string{"a", "b"} {
-		go func() {
-			res, err := http.Post(srv.URL, "text/plain", strings.NewReader(v))
-			if err != nil {
-				results <- result{body: err.Error()}
-				return
-			}
-			defer res.Body.Close()
-			b, _ := io.ReadAll(res.Body)
-			results <- result{res.StatusCode, string(b)}
-		}()
-	}
-	r1, r2 := <-results, <-results
-	assert.Equal(t, []int{201, 201}, []int{r1.status, r2.status}, r1.body+" / "+r2.body)
-	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.body, r2.body}, "serial order")
+	res := webtest.PostAll(srv.URL, "a", "b")
+	r1, r2 := res[0], res[1]
+	assert.Equal(t, []int{201, 201}, []int{r1.Status, r2.Status}, r1.Body+" / "+r2.Body)
+	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.Body, r2.Body}, "serial order")
 	assert.Equal(t, 2, env.Rows(t))
 	assert.GreaterOrEqual(t, retries.Load(), int64(1))
 }
@@ -604,10 +522,10 @@ func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
 				overflowed = env.Insert(c.Request().Context(), "late")
 				return nil
 			})
-			res := serve(t, e, "POST", "/", "")
-			assert.Equal(t, tc.status, res.status)
-			assert.Equal(t, big, res.body)
-			assert.Equal(t, "yes", res.header.Get("X-Kept"))
+			res := webtest.Serve(t, e, "POST", "/", "")
+			assert.Equal(t, tc.status, res.Status)
+			assert.Equal(t, big, res.Body)
+			assert.Equal(t, "yes", res.Header.Get("X-Kept"))
 			assert.ErrorIs(t, overflowed, uow.ErrDone)
 			assert.Equal(t, tc.rows, env.Rows(t))
 		})
@@ -631,50 +549,28 @@ func TestTwoDatabasesCommitOrRollBackTogether(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			a, b := pgtest.Open(t, "echo_a"), pgtest.Open(t, "echo_b")
-			ta, tb := pgtest.DeferredFK(t, a), pgtest.DeferredFK(t, b)
+			p := webtest.NewPair(t, "echo")
 			var reported errs
-			m := uow.New(a, uow.WithSource("audit", b))
-			e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{Manager: m, ErrorHandler: reported.handle}))
+			e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{Manager: p.M, ErrorHandler: reported.handle}))
 			e.POST("/", func(c echo.Context) error {
-				ctx := c.Request().Context()
-				// A NULL reference satisfies the deferred FK; 99 violates it
-				// at COMMIT.
-				for _, s := range []struct {
-					db    *sqlx.DB
-					child string
-					name  string
-				}{{a, ta, "a"}, {b, tb, "b"}} {
-					var v *int
-					if c.QueryParam("violate") == s.name {
-						v = new(99)
-					}
-					if _, err := repo.From(ctx, s.db).ExecContext(ctx, `INSERT INTO `+s.child+` VALUES ($1)`, v); err != nil {
-						return err
-					}
+				if err := p.Insert(c.Request().Context(), c.QueryParam("violate")); err != nil {
+					return err
 				}
 				if c.QueryParam("status") != "" {
 					return echo.NewHTTPError(422)
 				}
 				return c.NoContent(201)
 			})
-			res := serve(t, e, "POST", tc.path, "")
-			assert.Equal(t, tc.status, res.status)
-			assert.Equal(t, tc.a, count(t, a, ta), "rows kept in a")
-			assert.Equal(t, tc.b, count(t, b, tb), "rows kept in b")
+			res := webtest.Serve(t, e, "POST", tc.path, "")
+			assert.Equal(t, tc.status, res.Status)
+			a, b := p.Rows(t)
+			assert.Equal(t, [2]int{tc.a, tc.b}, [2]int{a, b}, "rows kept in a and b")
 			if tc.status == 500 {
-				require.Len(t, reported.get(), 1)
-				assert.Equal(t, tc.partial, errors.Is(reported.get()[0], uow.ErrPartialCommit))
+				require.Len(t, reported.List(), 1)
+				assert.Equal(t, tc.partial, errors.Is(reported.List()[0], uow.ErrPartialCommit))
 			}
 		})
 	}
-}
-
-func count(t *testing.T, db *sqlx.DB, table string) int {
-	t.Helper()
-	var n int
-	require.NoError(t, db.Get(&n, `SELECT count(*) FROM `+table))
-	return n
 }
 
 func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
@@ -770,9 +666,9 @@ func TestDeadlineRollsBackWith504(t *testing.T) {
 				_, _ = repo.From(ctx, env.DB).ExecContext(ctx, `SELECT pg_sleep(30)`)
 				return c.String(200, "done")
 			})
-			res := serve(t, e, "POST", "/", "")
-			assert.Equal(t, 504, res.status)
-			assert.Equal(t, "Gateway Timeout\n", res.body)
+			res := webtest.Serve(t, e, "POST", "/", "")
+			assert.Equal(t, 504, res.Status)
+			assert.Equal(t, "Gateway Timeout\n", res.Body)
 			assert.Zero(t, env.Rows(t))
 		})
 	}
@@ -797,13 +693,13 @@ func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
 	e.POST("/", h)
 	e.GET("/skip", h)
 	for _, method := range []string{"GET", "HEAD", "OPTIONS"} {
-		serve(t, e, method, "/", "")
+		webtest.Serve(t, e, method, "/", "")
 		code, _ := retry.SQLState(got)
 		assert.Equal(t, "25006", code, method+": read-only transaction")
 	}
-	serve(t, e, "POST", "/", "")
+	webtest.Serve(t, e, "POST", "/", "")
 	require.NoError(t, got)
-	serve(t, e, "GET", "/skip", "")
+	webtest.Serve(t, e, "GET", "/skip", "")
 	require.NoError(t, got, "skipped: no unit, the statement autocommits")
 	assert.Equal(t, 2, env.Rows(t))
 }
@@ -828,7 +724,7 @@ func TestWriterKeepsItsInterfaces(t *testing.T) {
 				got = append(got, fmt.Sprint(deadline))
 				return c.String(200, "ok")
 			})
-			assert.Equal(t, 200, serve(t, e, "GET", "/", "").status)
+			assert.Equal(t, 200, webtest.Serve(t, e, "GET", "/", "").Status)
 			// The buffer takes io.Copy through Write; streaming keeps ReadFrom.
 			want := fmt.Sprint(true, true, mode.cfg.Buffer == 0, true)
 			assert.Equal(t, []string{want, "<nil>"}, got)

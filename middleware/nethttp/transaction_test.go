@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -58,51 +57,10 @@ func recoverer(next http.Handler) http.Handler {
 	})
 }
 
-// response is what a client saw.
-type response struct {
-	status int
-	header http.Header
-	body   string
-}
-
-// serve sends one request to h on a real server.
-func serve(t *testing.T, h http.Handler, method, path, body string) response {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	return send(t, srv.URL, method, path, body)
-}
-
-func send(t *testing.T, url, method, path, body string) response {
-	t.Helper()
-	req, err := http.NewRequest(method, url+path, strings.NewReader(body))
-	require.NoError(t, err)
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := client.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	return response{res.StatusCode, res.Header, string(b)}
-}
-
 // errs collects what the ErrorHandler receives.
-type errs struct {
-	mu   sync.Mutex
-	list []error
-}
+type errs struct{ webtest.Errors }
 
-func (e *errs) handle(_ *http.Request, err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.list = append(e.list, err)
-}
-
-func (e *errs) get() []error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]error(nil), e.list...)
-}
+func (e *errs) handle(_ *http.Request, err error) { e.Add(err) }
 
 // hijackReply answers on a hijacked connection with a raw response.
 func hijackReply(conn net.Conn, rw *bufio.ReadWriter, err error) {
@@ -196,10 +154,10 @@ func TestDecisionTable(t *testing.T) {
 					}
 					tc.do(e, w, r)
 				})))
-				res := serve(t, h, "POST", "/", "")
-				assert.Equal(t, tc.status, res.status, "status the client saw")
+				res := webtest.Serve(t, h, "POST", "/", "")
+				assert.Equal(t, tc.status, res.Status, "status the client saw")
 				if tc.body != "" {
-					assert.Equal(t, tc.body, res.body, "body the client saw")
+					assert.Equal(t, tc.body, res.Body, "body the client saw")
 				}
 				assert.Equal(t, tc.rows, e.Rows(t), "rows the database kept")
 			})
@@ -221,7 +179,7 @@ func TestWrappedWriterKeepsItsInterfaces(t *testing.T) {
 		deadline := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute))
 		got = append(got, fmt.Sprint(deadline))
 	}))
-	assert.Equal(t, 200, serve(t, h, "GET", "/", "").status)
+	assert.Equal(t, 200, webtest.Serve(t, h, "GET", "/", "").Status)
 	assert.Equal(t, []string{"true true true true", "<nil>"}, got)
 }
 
@@ -251,7 +209,7 @@ func TestRepositoryAfterTheDecision(t *testing.T) {
 				w.WriteHeader(200)
 				late = e.Insert(r.Context(), "after")
 			}))
-			assert.Equal(t, 200, serve(t, h, "POST", "/", "").status)
+			assert.Equal(t, 200, webtest.Serve(t, h, "POST", "/", "").Status)
 			if tc.late == nil {
 				assert.NoError(t, late)
 			} else {
@@ -312,40 +270,18 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 				}
 				tc.write(w)
 			}))
-			res := serve(t, h, "POST", "/", "")
-			assert.Equal(t, 500, res.status)
-			assert.NotContains(t, res.body, "secret", "the handler's success body must not leak")
-			assert.Empty(t, res.header.Get("Retry-After"))
-			require.Len(t, reported.get(), 1)
+			res := webtest.Serve(t, h, "POST", "/", "")
+			assert.Equal(t, 500, res.Status)
+			assert.NotContains(t, res.Body, "secret", "the handler's success body must not leak")
+			assert.Empty(t, res.Header.Get("Retry-After"))
+			require.Len(t, reported.List(), 1)
 			var ce *uow.CommitError
-			assert.ErrorAs(t, reported.get()[0], &ce)
+			assert.ErrorAs(t, reported.List()[0], &ce)
 			var n int
 			require.NoError(t, e.DB.Get(&n, `SELECT count(*) FROM `+child))
 			assert.Zero(t, n)
 		})
 	}
-}
-
-// commitConflicts makes the first n COMMITs of transactions that inserted
-// into table fail with SQLSTATE 40001, raised by the server from a deferred
-// constraint trigger: a serialization failure at COMMIT, on demand. A
-// sequence counts the failures because it is not rolled back with them.
-func commitConflicts(t *testing.T, db *sqlx.DB, table string, n int) {
-	t.Helper()
-	db.MustExec(fmt.Sprintf(`
-CREATE SEQUENCE %[1]s_conflicts;
-CREATE FUNCTION %[1]s_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	IF nextval('%[1]s_conflicts') <= %[2]d THEN
-		RAISE EXCEPTION 'simulated serialization failure at COMMIT' USING ERRCODE = 'serialization_failure';
-	END IF;
-	RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER %[1]s_conflict AFTER INSERT ON %[1]s
-	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %[1]s_conflict();`, table, n))
-	t.Cleanup(func() {
-		_, _ = db.Exec(fmt.Sprintf(`DROP FUNCTION %[1]s_conflict() CASCADE; DROP SEQUENCE %[1]s_conflicts`, table))
-	})
 }
 
 func TestSerializationFailureAtCommit(t *testing.T) {
@@ -374,7 +310,7 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := webtest.NewEnv(t, "nethttp")
-			commitConflicts(t, e.DB, e.Table, tc.conflicts)
+			webtest.CommitConflicts(t, e.DB, e.Table, tc.conflicts)
 			var reported errs
 			tc.opts.ErrorHandler = reported.handle
 			var attempts atomic.Int64
@@ -391,20 +327,20 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 				w.WriteHeader(201)
 				fmt.Fprintf(w, "attempt %d read %s", n, body)
 			}))
-			res := serve(t, h, "POST", "/", "payload")
-			assert.Equal(t, tc.status, res.status)
-			assert.Equal(t, tc.body, res.body)
-			assert.Equal(t, tc.retryHdr, res.header.Get("Retry-After"))
+			res := webtest.Serve(t, h, "POST", "/", "payload")
+			assert.Equal(t, tc.status, res.Status)
+			assert.Equal(t, tc.body, res.Body)
+			assert.Equal(t, tc.retryHdr, res.Header.Get("Retry-After"))
 			assert.EqualValues(t, tc.attempts, attempts.Load(), "handler runs")
 			assert.Equal(t, tc.rows, e.Rows(t))
 			if tc.status == 503 {
-				assert.Empty(t, res.header.Get("X-Attempt"), "no header of a failed attempt")
-				require.Len(t, reported.get(), 1)
-				code, _ := retry.SQLState(reported.get()[0])
+				assert.Empty(t, res.Header.Get("X-Attempt"), "no header of a failed attempt")
+				require.Len(t, reported.List(), 1)
+				code, _ := retry.SQLState(reported.List()[0])
 				assert.Equal(t, "40001", code)
 			} else {
-				assert.Equal(t, fmt.Sprint(tc.attempts), res.header.Get("X-Attempt"))
-				assert.Empty(t, reported.get())
+				assert.Equal(t, fmt.Sprint(tc.attempts), res.Header.Get("X-Attempt"))
+				assert.Empty(t, reported.List())
 			}
 		})
 	}
@@ -427,48 +363,26 @@ func TestTwoDatabasesCommitOrRollBackTogether(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			a, b := pgtest.Open(t, "nethttp_a"), pgtest.Open(t, "nethttp_b")
-			ta, tb := pgtest.DeferredFK(t, a), pgtest.DeferredFK(t, b)
+			p := webtest.NewPair(t, "nethttp")
 			var reported errs
-			m := uow.New(a, uow.WithSource("audit", b))
-			h := nethttp.TransactionWithOptions(m, nethttp.Options{ErrorHandler: reported.handle})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				ctx, q := r.Context(), r.URL.Query()
-				// A NULL reference satisfies the deferred FK; 99 violates
-				// it at COMMIT.
-				for _, s := range []struct {
-					db    *sqlx.DB
-					child string
-					name  string
-				}{{a, ta, "a"}, {b, tb, "b"}} {
-					var v *int
-					if q.Get("violate") == s.name {
-						v = new(99)
-					}
-					if _, err := repo.From(ctx, s.db).ExecContext(ctx, `INSERT INTO `+s.child+` VALUES ($1)`, v); err != nil {
-						panic(err)
-					}
+			h := nethttp.TransactionWithOptions(p.M, nethttp.Options{ErrorHandler: reported.handle})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := p.Insert(r.Context(), r.URL.Query().Get("violate")); err != nil {
+					panic(err)
 				}
-				if q.Get("status") != "" {
+				if r.URL.Query().Get("status") != "" {
 					w.WriteHeader(422)
 				}
 			}))
-			res := serve(t, h, "POST", tc.path, "")
-			assert.Equal(t, tc.status, res.status)
-			assert.Equal(t, tc.a, count(t, a, ta), "rows kept in a")
-			assert.Equal(t, tc.b, count(t, b, tb), "rows kept in b")
+			res := webtest.Serve(t, h, "POST", tc.path, "")
+			assert.Equal(t, tc.status, res.Status)
+			a, b := p.Rows(t)
+			assert.Equal(t, [2]int{tc.a, tc.b}, [2]int{a, b}, "rows kept in a and b")
 			if tc.status == 500 {
-				require.Len(t, reported.get(), 1)
-				assert.Equal(t, tc.partial, errors.Is(reported.get()[0], uow.ErrPartialCommit))
+				require.Len(t, reported.List(), 1)
+				assert.Equal(t, tc.partial, errors.Is(reported.List()[0], uow.ErrPartialCommit))
 			}
 		})
 	}
-}
-
-func count(t *testing.T, db *sqlx.DB, table string) int {
-	t.Helper()
-	var n int
-	require.NoError(t, db.Get(&n, `SELECT count(*) FROM `+table))
-	return n
 }
 
 func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
@@ -492,7 +406,7 @@ func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 			for range 50 {
-				require.Equal(t, 200, send(t, srv.URL, "GET", "/healthz", "").status)
+				require.Equal(t, 200, webtest.Send(t, srv.URL, "GET", "/healthz", "").Status)
 			}
 			assert.Zero(t, counts.Total(), "statements, BEGINs, COMMITs, ROLLBACKs sent")
 			assert.Zero(t, events.Load(), "observer events (no begin, commit or rollback)")
@@ -557,10 +471,10 @@ func TestDeadlineRollsBackWith504(t *testing.T) {
 				_, slowErr = repo.From(r.Context(), e.DB).ExecContext(r.Context(), `SELECT pg_sleep(30)`)
 				fmt.Fprint(w, "done") // ignores the error: the middleware must not commit
 			}))
-			res := serve(t, h, "POST", "/", "")
+			res := webtest.Serve(t, h, "POST", "/", "")
 			require.Error(t, slowErr)
-			assert.Equal(t, 504, res.status)
-			assert.NotContains(t, res.body, "done")
+			assert.Equal(t, 504, res.Status)
+			assert.NotContains(t, res.Body, "done")
 			assert.Zero(t, e.Rows(t))
 		})
 	}
@@ -574,9 +488,9 @@ func TestDeadlineWithoutDatabaseWork(t *testing.T) {
 			<-r.Context().Done() // the unit's deadline
 			fmt.Fprint(w, "done")
 		}))
-	res := serve(t, h, "GET", "/", "")
-	assert.Equal(t, 504, res.status, "the deadline passed before the decision")
-	assert.NotContains(t, res.body, "done")
+	res := webtest.Serve(t, h, "GET", "/", "")
+	assert.Equal(t, 504, res.Status, "the deadline passed before the decision")
+	assert.NotContains(t, res.Body, "done")
 }
 
 func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
@@ -590,13 +504,13 @@ func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
 		got = e.Insert(r.Context(), "x")
 	}))
 	for _, method := range []string{"GET", "HEAD", "OPTIONS"} {
-		serve(t, h, method, "/", "")
+		webtest.Serve(t, h, method, "/", "")
 		code, _ := retry.SQLState(got)
 		assert.Equal(t, "25006", code, "%s runs read-only", method)
 	}
-	serve(t, h, "POST", "/", "")
+	webtest.Serve(t, h, "POST", "/", "")
 	require.NoError(t, got, "POST runs read-write")
-	serve(t, h, "GET", "/skip", "")
+	webtest.Serve(t, h, "GET", "/skip", "")
 	require.NoError(t, got, "skipped: autocommit on the pool")
 	assert.Equal(t, 2, e.Rows(t))
 }
@@ -638,10 +552,10 @@ func TestRouters(t *testing.T) {
 			e := webtest.NewEnv(t, "nethttp")
 			srv := httptest.NewServer(tc.router(e))
 			defer srv.Close()
-			assert.Equal(t, 201, send(t, srv.URL, "POST", "/teams/7/players", "").status)
-			assert.Equal(t, 409, send(t, srv.URL, "POST", "/teams/full/players", "").status)
-			assert.Equal(t, 404, send(t, srv.URL, "POST", "/nowhere", "").status)
-			assert.Equal(t, 405, send(t, srv.URL, "GET", "/teams/7/players", "").status)
+			assert.Equal(t, 201, webtest.Send(t, srv.URL, "POST", "/teams/7/players", "").Status)
+			assert.Equal(t, 409, webtest.Send(t, srv.URL, "POST", "/teams/full/players", "").Status)
+			assert.Equal(t, 404, webtest.Send(t, srv.URL, "POST", "/nowhere", "").Status)
+			assert.Equal(t, 405, webtest.Send(t, srv.URL, "GET", "/teams/7/players", "").Status)
 			var vs []string
 			require.NoError(t, e.DB.Select(&vs, `SELECT v FROM `+e.Table+` ORDER BY id`))
 			assert.Equal(t, []string{"7"}, vs)
@@ -653,7 +567,7 @@ func TestBufferedRetryRerunsTheHandlerOnARealSerializationFailure(t *testing.T) 
 	t.Parallel()
 	e := webtest.NewEnv(t, "nethttp")
 	var retries atomic.Int64
-	p := retry.Policy{MaxAttempts: 10, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond,
+	p := retry.Policy{MaxAttempts: 50, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond,
 		OnRetry: func(context.Context, int, time.Duration, error) { retries.Add(1) }}
 	// Write skew: both requests count the rows, then both insert. Their
 	// first attempts wait for each other between the two, so under
@@ -689,24 +603,12 @@ func TestBufferedRetryRerunsTheHandlerOnARealSerializationFailure(t *testing.T) 
 	}))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	results := make(chan response, 2)
-	for _, v := range []string{"a", "b"} {
-		go func() {
-			res, err := http.Post(srv.URL, "text/plain", strings.NewReader(v))
-			if err != nil {
-				results <- response{body: err.Error()}
-				return
-			}
-			defer res.Body.Close()
-			b, _ := io.ReadAll(res.Body)
-			results <- response{status: res.StatusCode, body: string(b)}
-		}()
-	}
-	r1, r2 := <-results, <-results
-	assert.Equal(t, 201, r1.status, r1.body)
-	assert.Equal(t, 201, r2.status, r2.body)
-	assert.NotContains(t, r1.body+r2.body, "conflict", "a failed attempt never reaches the client")
-	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.body[2:], r2.body[2:]}, "serial order")
+	res := webtest.PostAll(srv.URL, "a", "b")
+	r1, r2 := res[0], res[1]
+	assert.Equal(t, 201, r1.Status, r1.Body)
+	assert.Equal(t, 201, r2.Status, r2.Body)
+	assert.NotContains(t, r1.Body+r2.Body, "conflict", "a failed attempt never reaches the client")
+	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.Body[2:], r2.Body[2:]}, "serial order")
 	assert.Equal(t, 2, e.Rows(t))
 	assert.GreaterOrEqual(t, retries.Load(), int64(1))
 }
@@ -714,7 +616,7 @@ func TestBufferedRetryRerunsTheHandlerOnARealSerializationFailure(t *testing.T) 
 func TestBufferedRetryStopsWhenTheRequestEnds(t *testing.T) {
 	t.Parallel()
 	e := webtest.NewEnv(t, "nethttp")
-	commitConflicts(t, e.DB, e.Table, 10)
+	webtest.CommitConflicts(t, e.DB, e.Table, 10)
 	// An outer middleware's context ends during the backoff (a server
 	// timeout, a client gone): the request must not get net/http's 200.
 	var cancel context.CancelFunc
@@ -737,12 +639,12 @@ func TestBufferedRetryStopsWhenTheRequestEnds(t *testing.T) {
 			}
 			w.WriteHeader(201)
 		})))
-	res := serve(t, h, "POST", "/", "")
-	assert.Equal(t, 503, res.status)
+	res := webtest.Serve(t, h, "POST", "/", "")
+	assert.Equal(t, 503, res.Status)
 	assert.EqualValues(t, 1, runs.Load())
 	assert.Zero(t, e.Rows(t))
-	require.Len(t, reported.get(), 1)
-	assert.ErrorIs(t, reported.get()[0], context.Canceled)
+	require.Len(t, reported.List(), 1)
+	assert.ErrorIs(t, reported.List()[0], context.Canceled)
 }
 
 func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
@@ -772,10 +674,10 @@ func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
 				// Streaming began at the overflow: the unit is decided.
 				overflowed = e.Insert(r.Context(), "late")
 			}))
-			res := serve(t, h, "POST", "/", "")
-			assert.Equal(t, tc.status, res.status)
-			assert.Equal(t, big, res.body)
-			assert.Equal(t, "yes", res.header.Get("X-Kept"))
+			res := webtest.Serve(t, h, "POST", "/", "")
+			assert.Equal(t, tc.status, res.Status)
+			assert.Equal(t, big, res.Body)
+			assert.Equal(t, "yes", res.Header.Get("X-Kept"))
 			assert.ErrorIs(t, overflowed, uow.ErrDone)
 			assert.Equal(t, tc.rows, e.Rows(t))
 		})
@@ -793,10 +695,10 @@ func TestBufferedModeLetsRollbacksThrough(t *testing.T) {
 			w.Header().Set("X-Reason", "full")
 			http.Error(w, "team is full", 409)
 		}))
-	res := serve(t, h, "POST", "/", "")
-	assert.Equal(t, 409, res.status)
-	assert.Equal(t, "full", res.header.Get("X-Reason"))
-	assert.Equal(t, "team is full\n", res.body)
+	res := webtest.Serve(t, h, "POST", "/", "")
+	assert.Equal(t, 409, res.Status)
+	assert.Equal(t, "full", res.Header.Get("X-Reason"))
+	assert.Equal(t, "team is full\n", res.Body)
 	assert.Zero(t, e.Rows(t))
 }
 
@@ -847,7 +749,7 @@ func TestCommitPolicy(t *testing.T) {
 				}
 				tc.do(w)
 			}))
-			assert.Equal(t, tc.status, serve(t, h, "POST", "/", "").status)
+			assert.Equal(t, tc.status, webtest.Serve(t, h, "POST", "/", "").Status)
 			assert.Equal(t, tc.rows, e.Rows(t))
 		})
 	}

@@ -2,6 +2,7 @@ package httpunit
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -220,10 +221,26 @@ func NewConfig(m *uow.Manager, s Settings) *Config {
 		c.Retryable = s.Retry.Retryable
 	}
 	if c.Report == nil {
-		c.Report = func(r *http.Request, err error) {
-			slog.Default().ErrorContext(r.Context(), "uow middleware: unit not committed",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
-		}
+		c.Report = func(r *http.Request, err error) { logReport(slog.Default(), r, err) }
 	}
 	return c
+}
+
+// logReport is the default Report. A request whose context was cancelled
+// (the client left, the server is shutting down) was rolled back as it
+// should be: Info. A deadline that passed is the service's problem but not
+// a fault: Warn. Anything else (a failed COMMIT, a statement error under a
+// status that would have committed) is an Error.
+func logReport(l *slog.Logger, r *http.Request, err error) {
+	level := slog.LevelError
+	switch {
+	case errors.Is(err, uow.ErrPartialCommit), errors.Is(err, uow.ErrCommitUnknown):
+		// whatever else it wraps, something may have committed
+	case errors.Is(err, context.Canceled):
+		level = slog.LevelInfo
+	case errors.Is(err, context.DeadlineExceeded):
+		level = slog.LevelWarn
+	}
+	l.LogAttrs(r.Context(), level, "uow middleware: unit not committed",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 }

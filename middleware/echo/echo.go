@@ -38,7 +38,9 @@ type Config struct {
 	Timeout time.Duration
 	// ErrorHandler receives commit failures (a *uow.CommitError, or the
 	// context's error) and rollback errors. The client has already been
-	// answered. Default: logged with slog.Default at Error level.
+	// answered. Default: logged with slog.Default, at Info level when the
+	// request was cancelled (the client left), Warn when a deadline
+	// passed, and Error otherwise, always for a partial or unknown commit.
 	ErrorHandler func(c echo.Context, err error)
 	// Buffer, when positive, buffers responses up to this many bytes so that
 	// nothing reaches the client before the unit is finished. A larger

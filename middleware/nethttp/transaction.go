@@ -32,7 +32,9 @@ type Options struct {
 	// ErrorHandler receives commit failures (a *uow.CommitError, or the
 	// rollback-only or context error) and rollback errors, on the request's
 	// goroutine, when the unit is decided.
-	// Default: logged with slog.Default at Error level.
+	// Default: logged with slog.Default, at Info level when the request
+	// was cancelled (the client left), Warn when a deadline passed, and
+	// Error otherwise, always for a partial or unknown commit.
 	ErrorHandler func(r *http.Request, err error)
 	// Buffer, when positive, buffers responses up to this many bytes so that
 	// nothing reaches the client before the decision, and lets Retry re-run

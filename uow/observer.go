@@ -18,8 +18,9 @@ const (
 	EventRollback
 	// EventHookError reports a failed or panicking hook; Err is a *HookError.
 	EventHookError
-	// EventRetry reports that Do is about to re-run a failed attempt; Attempt
-	// is the attempt that failed and Delay the backoff before the next one.
+	// EventRetry reports that Do, or an HTTP middleware in buffered mode, is
+	// about to re-run a failed attempt; Attempt is the attempt that failed
+	// and Delay the backoff before the next one.
 	EventRetry
 )
 
@@ -67,6 +68,11 @@ type ObserverFunc func(ctx context.Context, e Event)
 
 // Observe calls f.
 func (f ObserverFunc) Observe(ctx context.Context, e Event) { f(ctx, e) }
+
+// Observer returns the manager's Observer (see [WithObserver]), or nil. Code
+// that runs its own attempts around units, such as the HTTP middleware's
+// buffered retries, reports them to it as EventRetry.
+func (m *Manager) Observer() Observer { return m.observer }
 
 func (m *Manager) observe(ctx context.Context, e Event) {
 	if m.observer != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/uowkit/uowkit/retry"
+	"github.com/uowkit/uowkit/uow"
 )
 
 // serveBuffered runs the handler with its response held back, so that a
@@ -40,6 +41,9 @@ func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next func
 		err, done := c.attempt(w, r, next, body, again)
 		if done {
 			return
+		}
+		if o := c.Manager.Observer(); o != nil {
+			o.Observe(r.Context(), uow.Event{Kind: uow.EventRetry, Attempt: attempt, Delay: delay, Err: err})
 		}
 		if p.OnRetry != nil {
 			p.OnRetry(r.Context(), attempt, delay, err)

@@ -452,11 +452,17 @@ func TestBufferedRetryOnARealSerializationFailure(t *testing.T) {
 		OnRetry: func(context.Context, int, time.Duration, error) { retries.Add(1) }}
 	// Both requests read the table before either writes: under
 	// SERIALIZABLE one of them must fail with 40001 and be re-run.
+	var observed atomic.Int64 // EventRetry seen by the manager's Observer
+	m := uow.New(env.DB, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, ev uow.Event) {
+		if ev.Kind == uow.EventRetry {
+			observed.Add(1)
+		}
+	})))
 	var firstReads sync.WaitGroup
 	firstReads.Add(2)
 	var attempts sync.Map
 	e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{
-		Manager: env.M, Buffer: 1 << 16, Retry: &p,
+		Manager: m, Buffer: 1 << 16, Retry: &p,
 		UnitOptions: func(echo.Context) []uow.Option { return []uow.Option{uow.Isolation(sql.LevelSerializable)} },
 	}))
 	e.POST("/", func(c echo.Context) error {
@@ -489,6 +495,7 @@ func TestBufferedRetryOnARealSerializationFailure(t *testing.T) {
 	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.Body, r2.Body}, "serial order")
 	assert.Equal(t, 2, env.Rows(t))
 	assert.GreaterOrEqual(t, retries.Load(), int64(1))
+	assert.Equal(t, retries.Load(), observed.Load(), "every re-run reported to the Observer as EventRetry")
 }
 
 func TestBufferOverflowFallsBackToStreaming(t *testing.T) {

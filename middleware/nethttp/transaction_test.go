@@ -573,10 +573,16 @@ func TestBufferedRetryRerunsTheHandlerOnARealSerializationFailure(t *testing.T) 
 	// first attempts wait for each other between the two, so under
 	// SERIALIZABLE one of them must fail with 40001 (at the INSERT or at
 	// COMMIT).
+	var observed atomic.Int64 // EventRetry seen by the manager's Observer
+	m := uow.New(e.DB, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, ev uow.Event) {
+		if ev.Kind == uow.EventRetry {
+			observed.Add(1)
+		}
+	})))
 	var firstReads sync.WaitGroup
 	firstReads.Add(2)
 	var attempts sync.Map
-	h := nethttp.TransactionWithOptions(e.M, nethttp.Options{
+	h := nethttp.TransactionWithOptions(m, nethttp.Options{
 		Buffer:      1 << 16,
 		Retry:       &p,
 		UnitOptions: func(*http.Request) []uow.Option { return []uow.Option{uow.Isolation(sql.LevelSerializable)} },
@@ -611,6 +617,7 @@ func TestBufferedRetryRerunsTheHandlerOnARealSerializationFailure(t *testing.T) 
 	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.Body[2:], r2.Body[2:]}, "serial order")
 	assert.Equal(t, 2, e.Rows(t))
 	assert.GreaterOrEqual(t, retries.Load(), int64(1))
+	assert.Equal(t, retries.Load(), observed.Load(), "every re-run reported to the Observer as EventRetry")
 }
 
 func TestBufferedRetryStopsWhenTheRequestEnds(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lib/pq"
 	"github.com/stretchr/testify/assert"
@@ -248,7 +249,7 @@ func TestTimeoutRollsBackEvenForAForeignContext(t *testing.T) {
 	tbl := newTable(t, db)
 	m := uow.New(db)
 
-	_, u := m.Begin(context.Background(), uow.Timeout(200*1e6))
+	_, u := m.Begin(context.Background(), uow.Timeout(time.Second)) // ample for the INSERT on a loaded machine
 	// The handle is bound explicitly and used with a context that does not
 	// carry the deadline: the unit's timeout must still interrupt it.
 	h := u.DB()
@@ -261,7 +262,7 @@ func TestTimeoutRollsBackEvenForAForeignContext(t *testing.T) {
 	assert.Zero(t, count(t, db, tbl))
 
 	// The same for a statement that returns a cursor.
-	_, u = m.Begin(context.Background(), uow.Timeout(200*1e6))
+	_, u = m.Begin(context.Background(), uow.Timeout(200*time.Millisecond))
 	_, err = u.DB().QueryxContext(context.Background(), `SELECT pg_sleep(60)`)
 	require.Error(t, err)
 	require.ErrorIs(t, u.Commit(), context.DeadlineExceeded)

@@ -662,7 +662,7 @@ func TestDeadlineRollsBackWith504(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "echo")
 			cfg := with(mode.cfg, env.M)
-			cfg.Timeout = 100 * time.Millisecond
+			cfg.Timeout = 500 * time.Millisecond // ample for the INSERT on a loaded machine
 			e := newEcho(uowecho.MiddlewareWithConfig(cfg))
 			e.POST("/", func(c echo.Context) error {
 				ctx := c.Request().Context()

@@ -1,0 +1,11 @@
+// Package pgtest gives tests a real PostgreSQL database of their own.
+//
+// The server is found through UOWKIT_POSTGRES_URL (a lib/pq URL or DSN); without
+// it, postgres://postgres@127.0.0.1:5432/postgres is tried. Each test package calls
+// [Main] from TestMain: it creates a fresh database named after the package, runs
+// the tests and drops the database. When no server can be reached the
+// package's tests are skipped with a message that says how to provide one,
+// unless the CI environment variable is set: then the run fails, so that CI
+// never passes without having exercised a real database. After the tests it
+// checks, with goleak, that no goroutine was leaked.
+package pgtest

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -640,6 +641,48 @@ func TestConcurrentUnitsDoNotLeak(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Zero(t, db.Stats().InUse)
+}
+
+// TestCommitRacingCancellationIsDecidedOnce cancels the unit's context at
+// every moment around Commit, on two sources: whatever the interleaving,
+// Commit's answer must match what both databases kept (nil: both rows; an
+// error: neither), and it never reports success for work that was rolled
+// back.
+func TestCommitRacingCancellationIsDecidedOnce(t *testing.T) {
+	a, b := pgtest.Open(t, "uow"), pgtest.Open(t, "uow_b")
+	ta, tb := newTable(t, a), newTable(t, b)
+	m := uow.New(a, uow.WithSource("b", b))
+	outcomes := map[bool]int{}
+	for i := range 200 {
+		v := fmt.Sprint(i)
+		parent, cancel := context.WithCancel(context.Background())
+		ctx, u := m.Begin(parent)
+		require.NoError(t, insert(ctx, a, ta, v))
+		require.NoError(t, insert(ctx, b, tb, v))
+		start := make(chan struct{})
+		go func() {
+			<-start
+			for range i % 50 { // spread the cancel over the commit
+				runtime.Gosched()
+			}
+			cancel()
+		}()
+		close(start)
+		err := u.Commit()
+		cancel()
+		var inA, inB int
+		require.NoError(t, a.Get(&inA, `SELECT count(*) FROM `+ta+` WHERE v = $1`, v))
+		require.NoError(t, b.Get(&inB, `SELECT count(*) FROM `+tb+` WHERE v = $1`, v))
+		if err == nil {
+			require.Equal(t, [2]int{1, 1}, [2]int{inA, inB}, "attempt %d: Commit said yes", i)
+		} else {
+			require.ErrorIs(t, err, context.Canceled, "attempt %d", i)
+			require.Equal(t, [2]int{0, 0}, [2]int{inA, inB}, "attempt %d: Commit said %v", i, err)
+		}
+		outcomes[err == nil]++
+	}
+	assert.Zero(t, a.Stats().InUse+b.Stats().InUse)
+	t.Logf("committed %d, rolled back %d", outcomes[true], outcomes[false])
 }
 
 func TestBadInput(t *testing.T) {

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"net/url"
 
@@ -78,7 +80,11 @@ func New(db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*App, error)
 		Manager:     m,
 		UnitOptions: uowecho.ReadOnlySafeMethods, // the read side runs read-only
 		ErrorHandler: func(c echo.Context, err error) {
-			log.ErrorContext(c.Request().Context(), "unit not committed", slog.String("path", c.Request().URL.Path), slog.Any("error", err))
+			level := slog.LevelError
+			if errors.Is(err, context.Canceled) && !errors.Is(err, uow.ErrPartialCommit) {
+				level = slog.LevelInfo // the client left: rolled back, nothing to fix
+			}
+			log.Log(c.Request().Context(), level, "unit not committed", slog.String("path", c.Request().URL.Path), slog.Any("error", err))
 		},
 	}))
 	httpapi.Register(e, svc, log)

@@ -425,8 +425,11 @@ func (t *txn) finish(c *conn, commit bool) error {
 		err = c.tx.Commit()
 	} else {
 		err = c.tx.Rollback()
-		if errors.Is(err, sql.ErrTxDone) {
-			err = nil // database/sql already rolled it back (broken connection)
+		if errors.Is(err, sql.ErrTxDone) || errors.Is(err, driver.ErrBadConn) {
+			// database/sql already rolled it back, or the connection broke
+			// (a cancelled statement makes lib/pq drop it): database/sql
+			// closes it, and the server rolls back with the session.
+			err = nil
 		}
 	}
 	c.closed = true
@@ -686,12 +689,9 @@ func (u *Unit) abort(cause error) {
 		t.mu.Unlock()
 		return
 	}
-	err := t.rollbackAllLocked()
+	_ = t.rollbackAllLocked() // each source's failure went to the Observer
 	hooks := u.endLocked(stateRolledBack, cause)
 	t.mu.Unlock()
-	if err != nil {
-		u.m.observe(t.ctx, Event{Kind: EventRollback, Err: err})
-	}
 	u.runHooks("after-rollback", hooks)
 }
 

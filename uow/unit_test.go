@@ -223,7 +223,15 @@ func TestContextCancellationRollsBackAndReleases(t *testing.T) {
 
 func TestCancelInterruptsRunningStatement(t *testing.T) {
 	db := pgtest.Open(t, "uow")
-	m := uow.New(db)
+	var mu sync.Mutex
+	var failures []uow.Event
+	m := uow.New(db, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, e uow.Event) {
+		if e.Err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			failures = append(failures, e)
+		}
+	})))
 	parent, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctx, u := m.Begin(parent)
@@ -241,7 +249,12 @@ func TestCancelInterruptsRunningStatement(t *testing.T) {
 	cancel()
 	err := <-done
 	require.Error(t, err, "the statement was interrupted, not run for 60 s")
-	require.ErrorIs(t, u.Commit(), context.Canceled)
+	err = u.Commit()
+	require.ErrorIs(t, err, context.Canceled)
+	assert.NotContains(t, err.Error(), "bad connection", "the dropped connection took the transaction with it")
+	mu.Lock()
+	assert.Empty(t, failures, "no failed rollback reported: the server rolled back with the session")
+	mu.Unlock()
 	assert.Zero(t, db.Stats().InUse, "the connection went back to the pool")
 }
 

@@ -54,11 +54,3 @@ func (e *events) drain() []uow.Event {
 		}
 	}
 }
-
-func (e *events) kinds() map[uow.EventKind]int {
-	m := map[uow.EventKind]int{}
-	for _, ev := range e.drain() {
-		m[ev.Kind]++
-	}
-	return m
-}

@@ -93,7 +93,9 @@ func TestDecisionTable(t *testing.T) {
 		{"200 implicit", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }, 200, "ok", 1},
 		{"201", writeStatus(201), 201, "body", 1},
 		{"204", func(_ *webtest.Env, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }, 204, "", 1},
-		{"302", func(_ *webtest.Env, w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusFound) }, 302, "", 1},
+		{"302", func(_ *webtest.Env, w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		}, 302, "", 1},
 		{"400", writeStatus(400), 400, "body", 0},
 		{"404", func(_ *webtest.Env, w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 404, "404 page not found\n", 0},
 		{"409", writeStatus(409), 409, "body", 0},

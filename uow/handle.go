@@ -162,7 +162,7 @@ func (h *Handle) fail(err error) {
 		return
 	}
 	h.u.t.mu.Lock()
-	defer h.u.t.mu.Unlock()
+	defer h.u.t.unlock()
 	if h.u.activeLocked() == nil {
 		h.u.failLocked(err)
 	}

@@ -57,8 +57,11 @@ type Event struct {
 	Delay time.Duration
 }
 
-// Observer receives events. Observe is called synchronously, sometimes with
-// the unit's internal lock held: it must be quick and must not use the unit.
+// Observer receives events. Observe is called synchronously, by the
+// goroutine that caused the event (or the one rolling back a unit whose
+// context ended), once the unit's internal lock is released: it may look at
+// the unit, but it delays its caller, so it must be quick. The context is
+// the one the root unit was begun with.
 type Observer interface {
 	Observe(ctx context.Context, e Event)
 }

@@ -79,6 +79,26 @@ type txn struct {
 	pinned []*sqlx.Conn
 	spSeq  int
 	stop   func() bool // stops the cancellation watcher
+	// pending holds events recorded under mu, delivered to the Observer by
+	// unlock once mu is released: an Observer never runs under the lock.
+	pending []Event
+}
+
+// emit records e for the Observer; mu must be held.
+func (t *txn) emit(e Event) {
+	if t.m.observer != nil {
+		t.pending = append(t.pending, e)
+	}
+}
+
+// unlock releases mu, then delivers the events recorded under it.
+func (t *txn) unlock() {
+	pending := t.pending
+	t.pending = nil
+	t.mu.Unlock()
+	for _, e := range pending {
+		t.m.observe(t.ctx, e)
+	}
 }
 
 // conn is one source's transaction inside a txn.
@@ -162,7 +182,7 @@ func (u *Unit) failLocked(cause error) {
 // ErrRollbackRequested. In a joined unit it marks the outer unit.
 func (u *Unit) SetRollbackOnly() error {
 	u.t.mu.Lock()
-	defer u.t.mu.Unlock()
+	defer u.t.unlock()
 	if err := u.activeLocked(); err != nil {
 		return err
 	}
@@ -173,7 +193,7 @@ func (u *Unit) SetRollbackOnly() error {
 // RollbackOnly returns why the unit will roll back on Commit, or nil.
 func (u *Unit) RollbackOnly() error {
 	u.t.mu.Lock()
-	defer u.t.mu.Unlock()
+	defer u.t.unlock()
 	return u.rollbackOnly
 }
 
@@ -194,7 +214,7 @@ func (u *Unit) addHook(fn Hook, commit bool) error {
 		return errors.New("uow: nil hook")
 	}
 	u.t.mu.Lock()
-	defer u.t.mu.Unlock()
+	defer u.t.unlock()
 	if err := u.activeLocked(); err != nil {
 		return err
 	}
@@ -243,7 +263,7 @@ func (u *Unit) Conn(ctx context.Context, db *sqlx.DB) (*sqlx.Conn, error) {
 	}
 	t := u.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if err := u.activeLocked(); err != nil {
 		return nil, err
 	}
@@ -261,7 +281,7 @@ func (u *Unit) Conn(ctx context.Context, db *sqlx.DB) (*sqlx.Conn, error) {
 func (u *Unit) conn(ctx context.Context, db *sqlx.DB) (*conn, error) {
 	t := u.t
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if err := u.activeLocked(); err != nil {
 		return nil, err
 	}
@@ -300,7 +320,7 @@ func (t *txn) beginLocked(db *sqlx.DB) (*conn, error) {
 	name := t.m.sourceName(db, len(t.conns))
 	start := time.Now()
 	tx, err := db.BeginTxx(context.WithoutCancel(t.ctx), &sql.TxOptions{Isolation: t.opts.isolation, ReadOnly: t.opts.readOnly})
-	t.m.observe(t.ctx, Event{Kind: EventBegin, Source: name, Duration: time.Since(start), Err: err})
+	t.emit(Event{Kind: EventBegin, Source: name, Duration: time.Since(start), Err: err})
 	if err != nil {
 		return nil, &BeginError{Source: name, Err: err}
 	}
@@ -434,7 +454,7 @@ func (t *txn) finish(c *conn, commit bool) error {
 	}
 	c.closed = true
 	c.cursors = nil
-	t.m.observe(t.ctx, Event{Kind: kind, Source: c.name, Duration: time.Since(start), Err: err})
+	t.emit(Event{Kind: kind, Source: c.name, Duration: time.Since(start), Err: err})
 	return err
 }
 
@@ -524,7 +544,7 @@ func (u *Unit) commitRoot() error {
 	t := u.t
 	t.mu.Lock()
 	if u.state != stateActive {
-		defer t.mu.Unlock()
+		defer t.unlock()
 		return u.doneErr()
 	}
 	var cause error
@@ -537,7 +557,7 @@ func (u *Unit) commitRoot() error {
 	if cause != nil {
 		rbErr := t.rollbackAllLocked()
 		hooks := u.endLocked(stateRolledBack, nil)
-		t.mu.Unlock()
+		t.unlock()
 		u.runHooks("after-rollback", hooks)
 		return errors.Join(cause, rbErr)
 	}
@@ -549,7 +569,7 @@ func (u *Unit) commitRoot() error {
 	} else {
 		hooks, phase = u.endLocked(stateRolledBack, nil), "after-rollback"
 	}
-	t.mu.Unlock()
+	t.unlock()
 	u.runHooks(phase, hooks)
 	return err
 }
@@ -567,7 +587,7 @@ func (u *Unit) endLocked(s state, cause error) []Hook {
 func (u *Unit) commitJoined() error {
 	b := u.boundary()
 	u.t.mu.Lock()
-	defer u.t.mu.Unlock()
+	defer u.t.unlock()
 	if err := u.activeLocked(); err != nil {
 		return err
 	}
@@ -587,7 +607,7 @@ func (u *Unit) commitNested() error {
 	t := u.t
 	t.mu.Lock()
 	if err := u.activeLocked(); err != nil {
-		t.mu.Unlock()
+		t.unlock()
 		return err
 	}
 	var cause error
@@ -599,7 +619,7 @@ func (u *Unit) commitNested() error {
 	}
 	if cause != nil {
 		hooks, err := u.rollbackNestedLocked()
-		t.mu.Unlock()
+		t.unlock()
 		u.runHooks("after-rollback", hooks)
 		return errors.Join(cause, err)
 	}
@@ -609,7 +629,7 @@ func (u *Unit) commitNested() error {
 			err = fmt.Errorf("uow: release savepoint on %q: %w", c.name, err)
 			u.parent.failLocked(err)
 			u.state = stateRolledBack
-			t.mu.Unlock()
+			t.unlock()
 			return err
 		}
 		c.pop(u)
@@ -618,7 +638,7 @@ func (u *Unit) commitNested() error {
 	p := u.parent.boundary()
 	p.afterCommit = append(p.afterCommit, u.afterCommit...)
 	p.afterRollback = append(p.afterRollback, u.afterRollback...)
-	t.mu.Unlock()
+	t.unlock()
 	return nil
 }
 
@@ -659,24 +679,24 @@ func (u *Unit) Rollback() error {
 	t := u.t
 	t.mu.Lock()
 	if u.activeLocked() != nil {
-		t.mu.Unlock()
+		t.unlock()
 		return nil
 	}
 	switch u.kind {
 	case kindJoined:
 		u.state = stateRolledBack
 		u.parent.failLocked(errJoinedRolledBack)
-		t.mu.Unlock()
+		t.unlock()
 		return nil
 	case kindNested:
 		hooks, err := u.rollbackNestedLocked()
-		t.mu.Unlock()
+		t.unlock()
 		u.runHooks("after-rollback", hooks)
 		return err
 	}
 	err := t.rollbackAllLocked()
 	hooks := u.endLocked(stateRolledBack, nil)
-	t.mu.Unlock()
+	t.unlock()
 	u.runHooks("after-rollback", hooks)
 	return err
 }
@@ -686,12 +706,12 @@ func (u *Unit) abort(cause error) {
 	t := u.t
 	t.mu.Lock()
 	if u.state != stateActive {
-		t.mu.Unlock()
+		t.unlock()
 		return
 	}
 	_ = t.rollbackAllLocked() // each source's failure went to the Observer
 	hooks := u.endLocked(stateRolledBack, cause)
-	t.mu.Unlock()
+	t.unlock()
 	u.runHooks("after-rollback", hooks)
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 
 	"github.com/jmoiron/sqlx"
 
@@ -108,4 +110,82 @@ func ExampleRunner() {
 	// Output:
 	// published after commit
 	// err: <nil>
+}
+
+// AfterCommit hangs work that must happen only once the data is durable
+// (publishing an event, sending an e-mail) off the unit, not off the
+// callback's return: it runs after COMMIT succeeded and never for work that
+// rolled back. A nested unit (a SAVEPOINT) that rolls back discards the hooks
+// registered inside it.
+func ExampleAfterCommit() {
+	db := exampleDB("notes_hooks")
+	defer db.Close()
+	m := uow.New(db)
+	add := func(ctx context.Context, body string) error {
+		if _, err := repo.From(ctx, db).ExecContext(ctx, `INSERT INTO notes_hooks (body) VALUES ($1)`, body); err != nil {
+			return err
+		}
+		return uow.AfterCommit(ctx, func(context.Context) error {
+			fmt.Println("published:", body)
+			return nil
+		})
+	}
+
+	err := m.Do(context.Background(), func(ctx context.Context) error {
+		if err := add(ctx, "first"); err != nil {
+			return err
+		}
+		// A best-effort step in a savepoint: its failure is swallowed, and so
+		// are its row and its hook.
+		_ = m.Do(ctx, func(ctx context.Context) error {
+			if err := add(ctx, "optional"); err != nil {
+				return err
+			}
+			return errors.New("optional step failed")
+		}, uow.Propagate(uow.Nested))
+		fmt.Println("callback returned")
+		return add(ctx, "second")
+	})
+	fmt.Println("Do:", err)
+
+	_ = m.Do(context.Background(), func(ctx context.Context) error {
+		_ = add(ctx, "rolled back")
+		return errors.New("rejected")
+	})
+	var bodies []string
+	_ = db.Select(&bodies, `SELECT body FROM notes_hooks ORDER BY id`)
+	fmt.Println(bodies)
+	// Output:
+	// callback returned
+	// published: first
+	// published: second
+	// Do: <nil>
+	// [first second]
+}
+
+// NewSlogObserver logs each unit's life: BEGIN, COMMIT and ROLLBACK per
+// source at Debug, retries at Warn, failures at Error. An unused unit logs
+// nothing, since it never reaches the database.
+func ExampleNewSlogObserver() {
+	db := exampleDB("notes_observed")
+	defer db.Close()
+	h := slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey || a.Key == "duration" {
+				return slog.Attr{} // vary from run to run
+			}
+			return a
+		},
+	})
+	m := uow.New(db, uow.WithObserver(uow.NewSlogObserver(slog.New(h))))
+
+	_ = m.Do(context.Background(), func(ctx context.Context) error { return nil })
+	_ = m.Do(context.Background(), func(ctx context.Context) error {
+		_, err := repo.From(ctx, db).ExecContext(ctx, `INSERT INTO notes_observed (body) VALUES ($1)`, "hi")
+		return err
+	})
+	// Output:
+	// level=DEBUG msg="uow begin" event=begin source=default
+	// level=DEBUG msg="uow commit" event=commit source=default
 }

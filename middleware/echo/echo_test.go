@@ -2,7 +2,6 @@ package echo_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,11 +58,17 @@ func with(cfg uowecho.Config, m *uow.Manager) uowecho.Config {
 // errs collects what the ErrorHandler receives.
 type errs struct{ webtest.Errors }
 
-func (e *errs) handle(c echo.Context, err error) {
-	if c == nil {
-		err = errors.Join(err, errors.New("ErrorHandler called without an echo.Context"))
+func (e *errs) handle(c echo.Context, err error) { reportTo(e.Add)(c, err) }
+
+// reportTo returns an ErrorHandler that passes errors to report, and flags
+// a call without the echo.Context it promises.
+func reportTo(report func(error)) func(echo.Context, error) {
+	return func(c echo.Context, err error) {
+		if c == nil {
+			err = errors.Join(err, errors.New("ErrorHandler called without an echo.Context"))
+		}
+		report(err)
 	}
-	e.Add(err)
 }
 
 // hijack answers on the hijacked connection with a raw response.
@@ -446,56 +450,23 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 
 func TestBufferedRetryOnARealSerializationFailure(t *testing.T) {
 	t.Parallel()
-	env := webtest.NewEnv(t, "echo")
-	var retries atomic.Int64
-	p := retry.Policy{MaxAttempts: 50, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond,
-		OnRetry: func(context.Context, int, time.Duration, error) { retries.Add(1) }}
-	// Both requests read the table before either writes: under
-	// SERIALIZABLE one of them must fail with 40001 and be re-run.
-	var observed atomic.Int64 // EventRetry seen by the manager's Observer
-	m := uow.New(env.DB, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, ev uow.Event) {
-		if ev.Kind == uow.EventRetry {
-			observed.Add(1)
-		}
-	})))
-	var firstReads sync.WaitGroup
-	firstReads.Add(2)
-	var attempts sync.Map
+	ws := webtest.NewWriteSkew(t, "echo")
 	e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{
-		Manager: m, Buffer: 1 << 16, Retry: &p,
-		UnitOptions: func(echo.Context) []uow.Option { return []uow.Option{uow.Isolation(sql.LevelSerializable)} },
+		Manager: ws.M, Buffer: 1 << 16, Retry: &ws.Policy,
+		UnitOptions: func(echo.Context) []uow.Option { return ws.UnitOptions() },
 	}))
 	e.POST("/", func(c echo.Context) error {
-		body, err := io.ReadAll(c.Request().Body)
+		body, err := io.ReadAll(c.Request().Body) // replayed on every attempt
 		if err != nil {
 			return err
 		}
-		n, _ := attempts.LoadOrStore(string(body), new(atomic.Int64))
-		attempt := n.(*atomic.Int64).Add(1)
-		ctx := c.Request().Context()
-		q := repo.From(ctx, env.DB)
-		var count int
-		if err := q.GetContext(ctx, &count, `SELECT count(*) FROM `+env.Table); err != nil {
-			return err
-		}
-		if attempt == 1 {
-			firstReads.Done()
-			firstReads.Wait()
-		}
-		if _, err := q.ExecContext(ctx, `INSERT INTO `+env.Table+` (v) VALUES ($1)`, string(body)); err != nil {
+		text, err := ws.Attempt(c.Request().Context(), string(body))
+		if err != nil {
 			return err // a plain error: 500, unless retried
 		}
-		return c.String(201, fmt.Sprintf("saw %d", count))
+		return c.String(201, text)
 	})
-	srv := httptest.NewServer(e)
-	defer srv.Close()
-	res := webtest.PostAll(srv.URL, "a", "b")
-	r1, r2 := res[0], res[1]
-	assert.Equal(t, []int{201, 201}, []int{r1.Status, r2.Status}, r1.Body+" / "+r2.Body)
-	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.Body, r2.Body}, "serial order")
-	assert.Equal(t, 2, env.Rows(t))
-	assert.GreaterOrEqual(t, retries.Load(), int64(1))
-	assert.Equal(t, retries.Load(), observed.Load(), "every re-run reported to the Observer as EventRetry")
+	ws.Check(t, e)
 }
 
 func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
@@ -541,43 +512,19 @@ func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
 
 func TestTwoDatabasesCommitOrRollBackTogether(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name    string
-		path    string
-		status  int
-		a, b    int  // rows kept in each database
-		partial bool // the ErrorHandler is told of a partial commit
-	}{
-		{"both commit", "/", 201, 1, 1, false},
-		{"HTTPError 422: both roll back", "/?status=422", 422, 0, 0, false},
-		{"first source's COMMIT fails: both roll back", "/?violate=a", 500, 0, 0, false},
-		// The documented limit: no two-phase commit.
-		{"second source's COMMIT fails after the first committed", "/?violate=b", 500, 1, 0, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			p := webtest.NewPair(t, "echo")
-			var reported errs
-			e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{Manager: p.M, ErrorHandler: reported.handle}))
-			e.POST("/", func(c echo.Context) error {
-				if err := p.Insert(c.Request().Context(), c.QueryParam("violate")); err != nil {
-					return err
-				}
-				if c.QueryParam("status") != "" {
-					return echo.NewHTTPError(422)
-				}
-				return c.NoContent(201)
-			})
-			res := webtest.Serve(t, e, "POST", tc.path, "")
-			assert.Equal(t, tc.status, res.Status)
-			a, b := p.Rows(t)
-			assert.Equal(t, [2]int{tc.a, tc.b}, [2]int{a, b}, "rows kept in a and b")
-			if tc.status == 500 {
-				require.Len(t, reported.List(), 1)
-				assert.Equal(t, tc.partial, errors.Is(reported.List()[0], uow.ErrPartialCommit))
+	webtest.TwoDatabases(t, "echo", 201, func(p *webtest.Pair, report func(error)) http.Handler {
+		e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{Manager: p.M, ErrorHandler: reportTo(report)}))
+		e.POST("/", func(c echo.Context) error {
+			if err := p.Insert(c.Request().Context(), c.QueryParam("violate")); err != nil {
+				return err
 			}
+			if c.QueryParam("status") != "" {
+				return echo.NewHTTPError(422)
+			}
+			return c.NoContent(201)
 		})
-	}
+		return e
+	})
 }
 
 func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
@@ -593,29 +540,11 @@ func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			db, counts := pgtest.OpenCounting(t, "echo")
-			var begins, events atomic.Int64
-			m := uow.New(db, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, ev uow.Event) {
-				events.Add(1)
-				if ev.Kind == uow.EventBegin {
-					begins.Add(1)
-				}
-			})))
-			e := newEcho(uowecho.MiddlewareWithConfig(with(tc.cfg, m)))
-			e.GET("/healthz", func(c echo.Context) error { return c.String(200, "healthy") })
-			srv := httptest.NewServer(e)
-			defer srv.Close()
-			for range 50 {
-				res, err := http.Get(srv.URL + "/healthz")
-				require.NoError(t, err)
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				require.Equal(t, 200, res.StatusCode)
-			}
-			assert.Zero(t, begins.Load(), "observer EventBegin")
-			assert.Zero(t, events.Load(), "observer events of any kind")
-			assert.Zero(t, counts.Total(), "statements, BEGINs, COMMITs, ROLLBACKs sent")
-			assert.Zero(t, db.Stats().OpenConnections, "connections ever kept open")
+			webtest.NoRoundTrip(t, "echo", func(m *uow.Manager) http.Handler {
+				e := newEcho(uowecho.MiddlewareWithConfig(with(tc.cfg, m)))
+				e.GET("/healthz", func(c echo.Context) error { return c.String(200, "healthy") })
+				return e
+			})
 		})
 	}
 }

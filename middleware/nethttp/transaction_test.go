@@ -3,7 +3,6 @@ package nethttp_test
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -350,41 +348,17 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 
 func TestTwoDatabasesCommitOrRollBackTogether(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name    string
-		path    string
-		status  int
-		a, b    int  // rows kept in each database
-		partial bool // the ErrorHandler is told of a partial commit
-	}{
-		{"both commit", "/", 200, 1, 1, false},
-		{"422: both roll back", "/?status=422", 422, 0, 0, false},
-		{"first source's COMMIT fails: both roll back", "/?violate=a", 500, 0, 0, false},
-		// The documented limit: no two-phase commit.
-		{"second source's COMMIT fails after the first committed", "/?violate=b", 500, 1, 0, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			p := webtest.NewPair(t, "nethttp")
-			var reported errs
-			h := nethttp.TransactionWithOptions(p.M, nethttp.Options{ErrorHandler: reported.handle})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if err := p.Insert(r.Context(), r.URL.Query().Get("violate")); err != nil {
-					panic(err)
-				}
-				if r.URL.Query().Get("status") != "" {
-					w.WriteHeader(422)
-				}
-			}))
-			res := webtest.Serve(t, h, "POST", tc.path, "")
-			assert.Equal(t, tc.status, res.Status)
-			a, b := p.Rows(t)
-			assert.Equal(t, [2]int{tc.a, tc.b}, [2]int{a, b}, "rows kept in a and b")
-			if tc.status == 500 {
-				require.Len(t, reported.List(), 1)
-				assert.Equal(t, tc.partial, errors.Is(reported.List()[0], uow.ErrPartialCommit))
+	webtest.TwoDatabases(t, "nethttp", 200, func(p *webtest.Pair, report func(error)) http.Handler {
+		opts := nethttp.Options{ErrorHandler: func(_ *http.Request, err error) { report(err) }}
+		return nethttp.TransactionWithOptions(p.M, opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := p.Insert(r.Context(), r.URL.Query().Get("violate")); err != nil {
+				panic(err)
 			}
-		})
-	}
+			if r.URL.Query().Get("status") != "" {
+				w.WriteHeader(422)
+			}
+		}))
+	})
 }
 
 func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
@@ -399,20 +373,11 @@ func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			db, counts := pgtest.OpenCounting(t, "nethttp")
-			var events atomic.Int64
-			m := uow.New(db, uow.WithObserver(uow.ObserverFunc(func(context.Context, uow.Event) { events.Add(1) })))
-			h := nethttp.TransactionWithOptions(m, tc.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				fmt.Fprint(w, "healthy")
-			}))
-			srv := httptest.NewServer(h)
-			defer srv.Close()
-			for range 50 {
-				require.Equal(t, 200, webtest.Send(t, srv.URL, "GET", "/healthz", "").Status)
-			}
-			assert.Zero(t, counts.Total(), "statements, BEGINs, COMMITs, ROLLBACKs sent")
-			assert.Zero(t, events.Load(), "observer events (no begin, commit or rollback)")
-			assert.Zero(t, db.Stats().OpenConnections, "connections ever kept open")
+			webtest.NoRoundTrip(t, "nethttp", func(m *uow.Manager) http.Handler {
+				return nethttp.TransactionWithOptions(m, tc.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					fmt.Fprint(w, "healthy")
+				}))
+			})
 		})
 	}
 }
@@ -567,59 +532,23 @@ func TestRouters(t *testing.T) {
 
 func TestBufferedRetryRerunsTheHandlerOnARealSerializationFailure(t *testing.T) {
 	t.Parallel()
-	e := webtest.NewEnv(t, "nethttp")
-	var retries atomic.Int64
-	p := retry.Policy{MaxAttempts: 50, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond,
-		OnRetry: func(context.Context, int, time.Duration, error) { retries.Add(1) }}
-	// Write skew: both requests count the rows, then both insert. Their
-	// first attempts wait for each other between the two, so under
-	// SERIALIZABLE one of them must fail with 40001 (at the INSERT or at
-	// COMMIT).
-	var observed atomic.Int64 // EventRetry seen by the manager's Observer
-	m := uow.New(e.DB, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, ev uow.Event) {
-		if ev.Kind == uow.EventRetry {
-			observed.Add(1)
-		}
-	})))
-	var firstReads sync.WaitGroup
-	firstReads.Add(2)
-	var attempts sync.Map
-	h := nethttp.TransactionWithOptions(m, nethttp.Options{
+	ws := webtest.NewWriteSkew(t, "nethttp")
+	ws.Check(t, nethttp.TransactionWithOptions(ws.M, nethttp.Options{
 		Buffer:      1 << 16,
-		Retry:       &p,
-		UnitOptions: func(*http.Request) []uow.Option { return []uow.Option{uow.Isolation(sql.LevelSerializable)} },
+		Retry:       &ws.Policy,
+		UnitOptions: func(*http.Request) []uow.Option { return ws.UnitOptions() },
 	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body) // replayed on every attempt
-		n, _ := attempts.LoadOrStore(string(body), new(atomic.Int64))
-		attempt := n.(*atomic.Int64).Add(1)
-		q := repo.From(r.Context(), e.DB)
-		var count int
-		if err := q.GetContext(r.Context(), &count, `SELECT count(*) FROM `+e.Table); err != nil {
-			http.Error(w, "conflict: "+err.Error(), 500)
-			return
-		}
-		if attempt == 1 {
-			firstReads.Done()
-			firstReads.Wait()
-		}
-		if _, err := q.ExecContext(r.Context(), `INSERT INTO `+e.Table+` (v) VALUES ($1)`, string(body)); err != nil {
-			http.Error(w, "conflict: "+err.Error(), 500)
+		text, err := ws.Attempt(r.Context(), string(body))
+		if err != nil {
+			// The handler's own 500: re-run all the same, since the
+			// unit failed retryably.
+			http.Error(w, "conflict: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 		w.WriteHeader(201)
-		fmt.Fprintf(w, "%s saw %d", body, count)
-	}))
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	res := webtest.PostAll(srv.URL, "a", "b")
-	r1, r2 := res[0], res[1]
-	assert.Equal(t, 201, r1.Status, r1.Body)
-	assert.Equal(t, 201, r2.Status, r2.Body)
-	assert.NotContains(t, r1.Body+r2.Body, "conflict", "a failed attempt never reaches the client")
-	assert.ElementsMatch(t, []string{"saw 0", "saw 1"}, []string{r1.Body[2:], r2.Body[2:]}, "serial order")
-	assert.Equal(t, 2, e.Rows(t))
-	assert.GreaterOrEqual(t, retries.Load(), int64(1))
-	assert.Equal(t, retries.Load(), observed.Load(), "every re-run reported to the Observer as EventRetry")
+		fmt.Fprint(w, text)
+	})))
 }
 
 func TestBufferedRetryStopsWhenTheRequestEnds(t *testing.T) {

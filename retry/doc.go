@@ -29,13 +29,15 @@
 // # What is never retried
 //
 // Errors that are not transient, context errors, and errors that say
-// re-running is unsafe: [Policy.Retryable] is false for any error whose
-// chain holds an error with a method
+// re-running is unsafe: [Retryable] and [Policy.Retryable] are false for any
+// error whose tree (wrapped with %w, joined with errors.Join) holds, anywhere,
+// an error with a method
 //
 //	RetryUnsafe() bool
 //
-// returning true, whatever else the chain holds. uow's *CommitError
-// implements it for a commit whose outcome is unknown or partial.
+// returning true, whatever else the tree holds and whatever a policy's
+// Classifiers say. uow's *CommitError implements it for a commit whose
+// outcome is unknown or partial.
 //
 // # Commit outcomes
 //

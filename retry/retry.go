@@ -47,11 +47,14 @@ const (
 //     an error's Code() int method (modernc.org/sqlite).
 //
 // Errors are matched by code, never by message. Context errors are never
-// retryable, even joined with a conflict: the caller gave up. Any error with a
+// retryable, even joined with a conflict: the caller gave up. Neither is an
+// error whose tree holds, anywhere, an error reporting RetryUnsafe() == true
+// (the uow package marks unknown and partial commits so), even when a
+// conflict caused it: re-running could apply the work twice. Any error with a
 // Code() int method whose low byte is 5 or 6 counts as SQLite's BUSY or
 // LOCKED, whichever library it comes from.
 func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if !maybeRetryable(err) {
 		return false
 	}
 	if code, ok := SQLState(err); ok {
@@ -65,6 +68,40 @@ func Retryable(err error) bool {
 	if errors.As(err, &coded) {
 		c := coded.Code() & 0xff
 		return c == sqliteBusy || c == sqliteLocked
+	}
+	return false
+}
+
+// maybeRetryable rules out what no classifier may retry: nil, a context
+// error, and an error that says re-running is unsafe.
+func maybeRetryable(err error) bool {
+	return err != nil && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, context.DeadlineExceeded) && !retryUnsafe(err)
+}
+
+// retryUnsafe walks err's whole tree, through Unwrap() error and Unwrap()
+// []error (errors.Join, fmt.Errorf with several %w), and reports whether any
+// error in it has RetryUnsafe() returning true. errors.As would stop at the
+// first error with the method, and miss an unsafe one joined after a safe
+// one.
+func retryUnsafe(err error) bool {
+	for err != nil {
+		if u, ok := err.(interface{ RetryUnsafe() bool }); ok && u.RetryUnsafe() {
+			return true
+		}
+		switch w := err.(type) {
+		case interface{ Unwrap() error }:
+			err = w.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range w.Unwrap() {
+				if retryUnsafe(e) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
 	}
 	return false
 }
@@ -112,16 +149,13 @@ type Policy struct {
 }
 
 // Retryable reports whether the policy retries err: Retryable(err) or one of
-// its Classifiers. It is false for nil, for context errors, and for any error
-// whose chain holds an error with a RetryUnsafe() bool method returning true
-// (the uow package marks unknown and partial commits so): re-running could
+// its Classifiers. Whatever the Classifiers say, it is false for nil, for
+// context errors, and for any error whose tree holds an error with a
+// RetryUnsafe() bool method returning true (the uow package marks unknown and
+// partial commits so), however deeply wrapped or joined: re-running could
 // apply the work twice.
 func (p Policy) Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	var unsafe interface{ RetryUnsafe() bool }
-	if errors.As(err, &unsafe) && unsafe.RetryUnsafe() {
+	if !maybeRetryable(err) {
 		return false
 	}
 	if Retryable(err) {

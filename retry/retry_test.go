@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -255,7 +256,7 @@ func TestPolicyDo(t *testing.T) {
 		assert.Equal(t, 3, calls)
 		assert.ErrorIs(t, err, conflict, "the cause is still found")
 	})
-	t.Run("cancelled during backoff returns promptly", func(t *testing.T) {
+	t.Run("cancelled before backoff returns at once", func(t *testing.T) {
 		// A backoff of up to a century: only the cancellation can end it.
 		ctx, cancel := context.WithCancel(context.Background())
 		p := retry.Policy{BaseDelay: 100 * 365 * 24 * time.Hour}
@@ -328,7 +329,8 @@ func TestPolicyDo(t *testing.T) {
 		})
 		require.ErrorIs(t, err, conflict, "returned as is")
 		assert.Equal(t, 1, calls)
-		assert.True(t, retry.Retryable(err), "the cause alone would be retried")
+		assert.True(t, retry.Retryable(conflict), "the cause alone would be retried")
+		assert.False(t, retry.Retryable(err))
 		assert.False(t, retry.Policy{}.Retryable(err))
 		assert.True(t, retry.Policy{}.Retryable(safeErr{conflict}), "RetryUnsafe() == false changes nothing")
 	})
@@ -470,13 +472,13 @@ func viaProxy(t *testing.T, p *faultproxy.Proxy) string {
 
 func TestCommitOutcomeUnknownWhenTheAnswerIsLost(t *testing.T) {
 	t.Parallel()
-	for _, driver := range []string{"postgres", "pgx"} {
-		t.Run(driver, func(t *testing.T) {
+	for _, drv := range []string{"postgres", "pgx"} {
+		t.Run(drv, func(t *testing.T) {
 			t.Parallel()
 			direct := openPG(t, "postgres")
 			tbl := newTable(t, direct, `(v text)`)
 			proxy := faultproxy.Start(t, "127.0.0.1:5432")
-			db, err := sql.Open(driver, viaProxy(t, proxy))
+			db, err := sql.Open(drv, viaProxy(t, proxy))
 			require.NoError(t, err)
 			defer db.Close()
 
@@ -489,6 +491,9 @@ func TestCommitOutcomeUnknownWhenTheAnswerIsLost(t *testing.T) {
 			require.Error(t, err, "the client never heard the answer")
 			assert.Equal(t, int64(1), proxy.DroppedCommits())
 			assert.Equal(t, retry.OutcomeUnknown, retry.CommitOutcome(err), "%T %v", err, err)
+			if drv == "postgres" {
+				assert.ErrorIs(t, err, driver.ErrBadConn, "what lib/pq also says when nothing committed")
+			}
 
 			var n int
 			require.NoError(t, direct.QueryRow(`SELECT count(*) FROM `+tbl).Scan(&n))
@@ -504,12 +509,20 @@ func TestCommitOutcomeWhenTheBackendDiesFirst(t *testing.T) {
 	// there; pgx reads the server's parting FATAL 57P01, which the server
 	// also sends when it is terminated after writing a commit record but
 	// before answering. Hence "unknown" for both.
-	for driver, want := range map[string]retry.Outcome{"postgres": retry.OutcomeUnknown, "pgx": retry.OutcomeUnknown} {
-		t.Run(driver, func(t *testing.T) {
+	for drv, same := range map[string]func(t *testing.T, err error){
+		// Exactly the error of a lost COMMIT answer.
+		"postgres": func(t *testing.T, err error) { assert.ErrorIs(t, err, driver.ErrBadConn) },
+		// The server's goodbye, also sent after a commit record was written.
+		"pgx": func(t *testing.T, err error) {
+			code, _ := retry.SQLState(err)
+			assert.Equal(t, "57P01", code)
+		},
+	} {
+		t.Run(drv, func(t *testing.T) {
 			t.Parallel()
 			direct := openPG(t, "postgres")
 			tbl := newTable(t, direct, `(v text)`)
-			db := openPG(t, driver)
+			db := openPG(t, drv)
 			tx, err := db.Begin()
 			require.NoError(t, err)
 			var pid int
@@ -521,7 +534,8 @@ func TestCommitOutcomeWhenTheBackendDiesFirst(t *testing.T) {
 			require.True(t, ok)
 			err = tx.Commit()
 			require.Error(t, err)
-			assert.Equal(t, want, retry.CommitOutcome(err), "%T %v", err, err)
+			same(t, err)
+			assert.Equal(t, retry.OutcomeUnknown, retry.CommitOutcome(err), "%T %v", err, err)
 			var n int
 			require.NoError(t, direct.QueryRow(`SELECT count(*) FROM `+tbl).Scan(&n))
 			assert.Zero(t, n)
@@ -593,5 +607,82 @@ func TestCommitOutcomeFailedAndRolledBack(t *testing.T) {
 			require.ErrorIs(t, err, sql.ErrTxDone)
 			assert.Equal(t, retry.OutcomeRolledBack, retry.CommitOutcome(err))
 		})
+	}
+}
+
+// TestCancelDuringBackoff cancels while Do is asleep in its backoff, not
+// before: in a synctest bubble, synctest.Wait returns only once Do's
+// goroutine is durably blocked in its sleep, and the fake clock does not
+// advance while the test goroutine runs. A backoff that ignored the
+// context (a plain time.Sleep) would still be asleep after the cancellation.
+func TestCancelDuringBackoff(t *testing.T) {
+	conflict := &pq.Error{Code: "40001"}
+	for name, sleep := range map[string]func(ctx context.Context, p retry.Policy) error{
+		"Policy.Do": func(ctx context.Context, p retry.Policy) error {
+			return p.Do(ctx, func(context.Context, int) error { return conflict })
+		},
+		"Sleep": func(ctx context.Context, _ retry.Policy) error { return retry.Sleep(ctx, time.Hour) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				// However short a delay the jitter picks, the fake clock
+				// does not move while this goroutine runs or waits in
+				// synctest.Wait: only the cancellation can end the sleep.
+				p := retry.Policy{BaseDelay: time.Hour, MaxDelay: time.Hour, MaxAttempts: 2}
+				var err error
+				done := make(chan struct{})
+				go func() { err = sleep(ctx, p); close(done) }()
+				synctest.Wait() // asleep in the backoff
+				select {
+				case <-done:
+					t.Fatalf("returned before the cancellation: %v", err)
+				default:
+				}
+				start := time.Now()
+				cancel()
+				synctest.Wait()
+				select {
+				case <-done:
+				default:
+					t.Fatal("still asleep after the cancellation")
+				}
+				assert.Zero(t, time.Since(start), "no fake time passed: the cancellation ended the wait")
+				require.ErrorIs(t, err, context.Canceled)
+				if name == "Policy.Do" {
+					require.ErrorIs(t, err, conflict, "the last attempt's error is kept")
+				}
+			})
+		})
+	}
+}
+
+// TestUnsafeAnywhereInTheTreeIsNeverRetried: the guard against re-running a
+// commit that may have applied must see an unsafe error however it is
+// wrapped, also when joined after a safe one (errors.As stops at the
+// first), and no classifier can override it.
+func TestUnsafeAnywhereInTheTreeIsNeverRetried(t *testing.T) {
+	t.Parallel()
+	conflict := &pq.Error{Code: "40001"}
+	unsafe := unsafeErr{conflict}
+	safe := safeErr{conflict}
+	everything := retry.Policy{Classifiers: []retry.Classifier{func(error) bool { return true }}}
+	for name, tc := range map[string]struct {
+		err  error
+		want bool
+	}{
+		"conflict":                    {conflict, true},
+		"safe":                        {safe, true},
+		"unsafe":                      {unsafe, false},
+		"wrapped unsafe":              {fmt.Errorf("a: %w", fmt.Errorf("b: %w", unsafe)), false},
+		"joined safe then unsafe":     {errors.Join(safe, unsafe), false},
+		"joined conflict then unsafe": {errors.Join(conflict, unsafe), false},
+		"multi %w safe then unsafe":   {fmt.Errorf("%w; %w", safe, unsafe), false},
+		"nested join":                 {fmt.Errorf("x: %w", errors.Join(conflict, fmt.Errorf("y: %w", errors.Join(safe, unsafe)))), false},
+		"joined safe and conflict":    {errors.Join(safe, conflict), true},
+	} {
+		assert.Equal(t, tc.want, retry.Retryable(tc.err), "Retryable: %s", name)
+		assert.Equal(t, tc.want, retry.Policy{}.Retryable(tc.err), "Policy.Retryable: %s", name)
+		assert.Equal(t, tc.want, everything.Retryable(tc.err), "a classifier cannot override: %s", name)
 	}
 }

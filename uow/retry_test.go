@@ -11,6 +11,7 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -213,48 +214,137 @@ func TestCancelDuringBackoffReturnsPromptly(t *testing.T) {
 	assert.Equal(t, "40001", code, "the last attempt's error is kept")
 }
 
-// proxied opens the uow test database through a fault proxy.
-func proxied(t *testing.T) (*sqlx.DB, *faultproxy.Proxy) {
+// proxied opens the uow test database through a fault proxy, with the
+// database/sql driver drv ("postgres" for lib/pq, "pgx").
+func proxied(t *testing.T, drv string) (*sqlx.DB, *faultproxy.Proxy) {
 	t.Helper()
 	p := faultproxy.Start(t, "127.0.0.1:5432")
 	u, err := url.Parse(pgtest.URL(t, "uow"))
 	require.NoError(t, err)
 	u.Host = p.Addr()
-	db, err := sqlx.Open("postgres", u.String())
+	db, err := sqlx.Open(drv, u.String())
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	return db, p
 }
 
+// everything is a policy that would retry any error at all: only the
+// RetryUnsafe guard can stop it.
+func everything() retry.Policy {
+	p := fast
+	p.Classifiers = []retry.Classifier{func(error) bool { return true }}
+	return p
+}
+
 func TestCommitOutcomeUnknownIsReportedAndNeverRetried(t *testing.T) {
-	direct := pgtest.Open(t, "uow")
-	tbl := newTable(t, direct)
-	db, proxy := proxied(t)
-	m := uow.New(db)
+	for _, drv := range []string{"postgres", "pgx"} {
+		t.Run(drv, func(t *testing.T) {
+			direct := pgtest.Open(t, "uow")
+			tbl := newTable(t, direct)
+			db, proxy := proxied(t, drv)
+			m := uow.New(db)
+			calls := 0
+			var hooks []string
+			err := m.Do(context.Background(), func(ctx context.Context) error {
+				calls++
+				if err := insert(ctx, db, tbl, fmt.Sprint("maybe", calls)); err != nil {
+					return err
+				}
+				_ = uow.AfterCommit(ctx, func(context.Context) error { hooks = append(hooks, "commit"); return nil })
+				_ = uow.AfterRollback(ctx, func(context.Context) error { hooks = append(hooks, "rollback"); return nil })
+				proxy.DropCommitReply(true) // the server will commit; the client never hears it
+				return nil
+			}, uow.Retry(everything()))
+			require.ErrorIs(t, err, uow.ErrCommitUnknown)
+			var ce *uow.CommitError
+			require.ErrorAs(t, err, &ce)
+			assert.True(t, ce.Unknown)
+			assert.Equal(t, 1, calls, "an unknown outcome is never retried, whatever the classifiers say")
+			assert.Empty(t, hooks, "neither hook runs: the work is neither known committed nor known rolled back")
+			assert.Equal(t, 1, count(t, direct, tbl), "the row is in fact committed")
+		})
+	}
+}
+
+func TestPartialCommitIsNeverRetried(t *testing.T) {
+	a, b := pgtest.Open(t, "uow"), pgtest.Open(t, "uow_audit")
+	ta, tb := newTable(t, a), newTable(t, b)
+	m := uow.New(a, uow.WithSource("audit", b))
+
+	// Source "audit" fails at COMMIT with a real 40001 (write skew against a
+	// transaction the test commits first), after "default" committed: the
+	// cause is retryable, the outcome is not.
+	other, err := b.BeginTxx(context.Background(), &sql.TxOptions{Isolation: sql.LevelSerializable})
+	require.NoError(t, err)
+	defer other.Rollback()
+	var n int
+	require.NoError(t, other.Get(&n, `SELECT count(*) FROM `+tb))
 	calls := 0
 	var hooks []string
-	err := m.Do(context.Background(), func(ctx context.Context) error {
+	err = m.Do(context.Background(), func(ctx context.Context) error {
 		calls++
-		if err := insert(ctx, db, tbl, "maybe"); err != nil {
+		if err := insert(ctx, a, ta, fmt.Sprint("kept", calls)); err != nil {
 			return err
 		}
-		_ = uow.AfterCommit(ctx, func(context.Context) error { hooks = append(hooks, "commit"); return nil })
-		proxy.DropCommitReply(true) // the server will commit; the client never hears it
+		q := repo.From(ctx, b)
+		if err := q.GetContext(ctx, &n, `SELECT count(*) FROM `+tb); err != nil {
+			return err
+		}
+		if err := insert(ctx, b, tb, fmt.Sprint("mine", calls)); err != nil {
+			return err
+		}
+		if calls == 1 {
+			_, err := other.Exec(`INSERT INTO ` + tb + ` (v) VALUES ('theirs')`)
+			require.NoError(t, err)
+			require.NoError(t, other.Commit())
+		}
+		_ = uow.AfterRollback(ctx, func(context.Context) error { hooks = append(hooks, "rollback"); return nil })
 		return nil
-	}, uow.Retry(fast))
-	require.ErrorIs(t, err, uow.ErrCommitUnknown)
-	var ce *uow.CommitError
-	require.ErrorAs(t, err, &ce)
-	assert.True(t, ce.Unknown)
-	assert.Equal(t, 1, calls, "an unknown outcome is never retried")
-	assert.Empty(t, hooks, "after-commit hooks do not run when the commit is not known to have happened")
-	assert.Equal(t, 1, count(t, direct, tbl), "the row is in fact committed")
+	}, uow.Isolation(sql.LevelSerializable), uow.Retry(everything()))
+	require.ErrorIs(t, err, uow.ErrPartialCommit)
+	code, _ := retry.SQLState(err)
+	assert.Equal(t, "40001", code, "the cause alone would have been retried")
+	assert.Equal(t, 1, calls, "a partial commit is never retried")
+	assert.Equal(t, 1, count(t, a, ta), "the first source's work is durable, once")
+	assert.Empty(t, hooks, "after-rollback hooks do not run: part of the work committed")
+}
+
+func TestRetryEventsCarryAttemptDelayAndCause(t *testing.T) {
+	db := pgtest.Open(t, "uow")
+	ev := newEvents()
+	m := uow.New(db, uow.WithObserver(ev))
+	type seen struct {
+		attempt int
+		delay   time.Duration
+	}
+	var onRetry []seen
+	p := fast
+	p.MaxAttempts = 3
+	p.OnRetry = func(_ context.Context, attempt int, delay time.Duration, _ error) {
+		onRetry = append(onRetry, seen{attempt, delay})
+	}
+	err := m.Do(context.Background(), func(ctx context.Context) error {
+		_, err := repo.From(ctx, db).ExecContext(ctx, raise40001)
+		return err
+	}, uow.Retry(p))
+	require.ErrorAs(t, err, new(*retry.ExhaustedError))
+	var got []seen
+	for _, e := range ev.drain() {
+		if e.Kind != uow.EventRetry {
+			continue
+		}
+		code, _ := retry.SQLState(e.Err)
+		assert.Equal(t, "40001", code, "the event carries the failed attempt's error")
+		got = append(got, seen{e.Attempt, e.Delay})
+	}
+	assert.Equal(t, []seen{{1, onRetry[0].delay}, {2, onRetry[1].delay}}, got,
+		"one event per retry, with the attempt that failed and the delay slept")
 }
 
 func TestConnectionErrorAtBeginIsRetried(t *testing.T) {
 	direct := pgtest.Open(t, "uow")
 	tbl := newTable(t, direct)
-	db, proxy := proxied(t)
+	db, proxy := proxied(t, "postgres")
 	db.SetMaxIdleConns(0) // every BEGIN dials a new connection through the proxy
 	m := uow.New(db)
 	proxy.RejectNext(1) // the first connection attempt is cut during start-up

@@ -86,27 +86,25 @@ func addPlayer(ctx context.Context, m *uow.Manager, db *sqlx.DB, s style, team i
 }
 
 // race runs n concurrent adders on a fresh team of the given capacity and
-// returns how many succeeded and how many were told the team is full.
-func race(t testing.TB, m *uow.Manager, db *sqlx.DB, s style, n, capacity int, barrier bool) (ok, full int, team int) {
+// returns how many succeeded and how many were told the team is full. The
+// adders start together. With forced, the worst interleaving is forced
+// rather than hoped for: no adder writes before every other one has either
+// checked the capacity too or is blocked on a lock (seen in
+// pg_stat_activity). Without a lock every adder sees a free place; with
+// FOR UPDATE the others queue behind the first and see its write.
+func race(t testing.TB, m *uow.Manager, db *sqlx.DB, s style, n, capacity int, forced bool) (ok, full int, team int) {
 	team = newTeam(t, db, capacity)
-	var checked sync.WaitGroup
-	checked.Add(n)
 	var before func(int)
-	if barrier {
-		// Every adder has checked the capacity before any of them writes:
-		// the worst interleaving, forced rather than hoped for.
-		before = func(attempt int) {
-			if attempt == 1 {
-				checked.Done()
-				checked.Wait()
-			}
-		}
+	if forced {
+		before = forceInterleaving(t, n)
 	}
+	start := make(chan struct{})
 	var okN, fullN atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
+			<-start
 			err := addPlayer(context.Background(), m, db, s, team, fmt.Sprint("p", i), before)
 			switch {
 			case err == nil:
@@ -118,12 +116,52 @@ func race(t testing.TB, m *uow.Manager, db *sqlx.DB, s style, n, capacity int, b
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Errorf("unexpected error: %v", err)
 	}
 	return int(okN.Load()), int(fullN.Load()), team
+}
+
+// forceInterleaving returns the beforeWrite of race's forced mode: on its
+// first attempt an adder that has checked the capacity waits at a gate,
+// which opens once the n adders have all checked or are waiting for a lock
+// on race_teams. The gate opens once: later adders (FOR UPDATE's queue,
+// SERIALIZABLE's retries) go through.
+func forceInterleaving(t testing.TB, n int) func(attempt int) {
+	monitor := pgtest.Open(t, "uow")
+	var checked atomic.Int64
+	gate := make(chan struct{})
+	go func() {
+		defer close(gate)
+		deadline := time.Now().Add(time.Minute)
+		for {
+			var waiting int64
+			err := monitor.Get(&waiting, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock'
+				AND strpos(query, 'race_teams') > 0`)
+			if err != nil {
+				t.Errorf("pg_stat_activity: %v", err)
+				return
+			}
+			if checked.Load()+waiting >= int64(n) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("forced interleaving: %d checked, %d waiting for a lock, of %d adders", checked.Load(), waiting, n)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	return func(attempt int) {
+		if attempt == 1 {
+			checked.Add(1)
+			<-gate
+		}
+	}
 }
 
 // maxConns keeps the tests well under the server's max_connections while
@@ -154,21 +192,42 @@ func TestTeamRaceOverbooksWithoutIsolationOrLock(t *testing.T) {
 	db.SetMaxOpenConns(maxConns + 4)
 	teamSchema(t, db)
 	m := uow.New(db)
-	// Every adder checks before any writes (a barrier; each holds a
-	// connection meanwhile, hence fewer adders than above).
+	// Every adder checks before any writes (each holds a connection
+	// meanwhile, hence fewer adders than above).
 	const adders = maxConns + 4
 	ok, _, team := race(t, m, db, naive, adders, 5, true)
 	var players int
 	require.NoError(t, db.Get(&players, `SELECT count(*) FROM race_players WHERE team_id = $1`, team))
 	assert.Equal(t, adders, ok, "every adder saw a free place")
 	assert.Equal(t, adders, players, "READ COMMITTED without a lock overbooks a team of 5")
+}
 
-	// The same forced interleaving under SERIALIZABLE: the database refuses
-	// all but the first commits and the retries find the team full.
-	ok, _, team = race(t, m, db, serializable, adders, 5, true)
-	require.NoError(t, db.Get(&players, `SELECT count(*) FROM race_players WHERE team_id = $1`, team))
-	assert.Equal(t, 5, ok)
-	assert.Equal(t, 5, players)
+// TestTeamRaceForcedInterleavingFillsTheTeamExactly runs the interleaving
+// that overbooks above under both correct styles: SERIALIZABLE refuses all
+// but the first commits and the retries find the team full; FOR UPDATE
+// makes the others wait for the first adder's write and see it.
+func TestTeamRaceForcedInterleavingFillsTheTeamExactly(t *testing.T) {
+	db := pgtest.Open(t, "uow")
+	db.SetMaxOpenConns(maxConns + 4)
+	teamSchema(t, db)
+	const adders = maxConns + 4
+	for _, s := range []style{serializable, forUpdate} {
+		t.Run(s.name, func(t *testing.T) {
+			obs := &retries{}
+			m := uow.New(db, uow.WithObserver(obs))
+			ok, full, team := race(t, m, db, s, adders, 5, true)
+			var players int
+			require.NoError(t, db.Get(&players, `SELECT count(*) FROM race_players WHERE team_id = $1`, team))
+			assert.Equal(t, 5, ok)
+			assert.Equal(t, adders-5, full)
+			assert.Equal(t, 5, players)
+			if s.lock {
+				assert.Zero(t, obs.n.Load(), "the lock queues adders; nothing is refused")
+			} else {
+				assert.Positive(t, obs.n.Load(), "SERIALIZABLE refused the conflicting commits")
+			}
+		})
+	}
 }
 
 // BenchmarkTeamRace measures goodput of the two correct styles: 16 adders race

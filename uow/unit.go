@@ -205,8 +205,15 @@ func (u *Unit) RollbackOnly() error {
 func (u *Unit) AfterCommit(fn Hook) error { return u.addHook(fn, true) }
 
 // AfterRollback registers fn to run once the unit's work is rolled back: when
-// the root unit rolls back or does not fully commit, or when the nested unit
-// it was registered in rolls back to its savepoint.
+// the root unit rolls back (its COMMIT failed, on the only source or on the
+// first, counts), or when the nested unit it was registered in rolls back to
+// its savepoint.
+//
+// Neither AfterCommit nor AfterRollback hooks run when the commit was partial
+// (ErrPartialCommit) or its outcome is unknown (ErrCommitUnknown): some of
+// the work is, or may be, durable, so a compensating action could undo
+// committed work. Commit's *CommitError tells the caller which source is in
+// which state.
 func (u *Unit) AfterRollback(fn Hook) error { return u.addHook(fn, false) }
 
 func (u *Unit) addHook(fn Hook, commit bool) error {
@@ -511,7 +518,8 @@ func (t *txn) endLocked() {
 // For the root unit it commits every source in the order they were first
 // used, then runs the AfterCommit hooks. If one source's COMMIT fails, the
 // sources after it are rolled back and a *CommitError says exactly which
-// committed, failed and rolled back. If the unit is rollback-only, or its
+// committed, failed and rolled back; the AfterRollback hooks run only if
+// nothing committed and the outcome is known (see AfterRollback). If the unit is rollback-only, or its
 // context has ended, everything is rolled back and the error says why. A
 // unit that never used a source commits with no database round trip.
 //
@@ -564,14 +572,27 @@ func (u *Unit) commitRoot() error {
 	err := t.commitAllLocked()
 	var hooks []Hook
 	phase := "after-commit"
-	if err == nil {
+	switch {
+	case err == nil:
 		hooks = u.endLocked(stateCommitted, nil)
-	} else {
+	case ambiguous(err):
+		// Some of the work is, or may be, durable: neither "it committed"
+		// nor "it rolled back" is true, so no hook runs. The caller has the
+		// *CommitError that says which source is in which state.
+		_ = u.endLocked(stateRolledBack, nil)
+	default:
 		hooks, phase = u.endLocked(stateRolledBack, nil), "after-rollback"
 	}
 	t.unlock()
 	u.runHooks(phase, hooks)
 	return err
+}
+
+// ambiguous reports whether a failed commit left work possibly durable: a
+// partial commit, or a COMMIT whose outcome is unknown.
+func ambiguous(err error) bool {
+	var ce *CommitError
+	return errors.As(err, &ce) && (ce.Unknown || len(ce.Committed) > 0)
 }
 
 // endLocked ends the root unit and returns the hooks its outcome runs.

@@ -31,7 +31,10 @@ type Call struct {
 	// through (AfterCommit hooks ran).
 	Committed bool
 	// RolledBack is true when the callback failed or panicked, or the commit
-	// was made to fail (AfterRollback hooks ran).
+	// was made to fail (AfterRollback hooks ran). A commit made to fail with
+	// an error matching uow.ErrPartialCommit or uow.ErrCommitUnknown is
+	// neither committed nor rolled back, and runs no hook, as with a real
+	// manager: only Err records it.
 	RolledBack bool
 	// Err is what Do returned.
 	Err error
@@ -48,7 +51,9 @@ func New[R any](repos R) *Fake[R] {
 
 // FailNextCommit makes the next successful callback's commit fail with err
 // (ErrCommit when err is nil): the unit rolls back, AfterRollback hooks run,
-// and Do returns the error.
+// and Do returns the error. When err matches uow.ErrPartialCommit or
+// uow.ErrCommitUnknown (for example a *uow.CommitError with Unknown set), no
+// hook runs, as with a real manager: some of the work may be durable.
 func (f *Fake[R]) FailNextCommit(err error) {
 	if err == nil {
 		err = ErrCommit
@@ -86,8 +91,14 @@ func (f *Fake[R]) Do(ctx context.Context, fn func(ctx context.Context, r R) erro
 		return err
 	}
 	if cerr := f.nextCommitErr(); cerr != nil {
+		call.Err = cerr
+		if errors.Is(cerr, uow.ErrPartialCommit) || errors.Is(cerr, uow.ErrCommitUnknown) {
+			// Abandoned, not finished: a database-less unit holds nothing,
+			// and neither set of hooks may run.
+			return cerr
+		}
 		_ = u.Rollback()
-		call.RolledBack, call.Err = true, cerr
+		call.RolledBack = true
 		return cerr
 	}
 	if err = u.Commit(); err != nil {

@@ -3,6 +3,7 @@ package uowtest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -60,6 +61,26 @@ func TestFakeRecordsOutcomesAndRunsHooks(t *testing.T) {
 	require.Len(t, calls, 3)
 	assert.True(t, calls[0].Committed)
 	assert.EqualError(t, calls[1].Err, "rule broken")
+}
+
+func TestFakeAmbiguousCommitRunsNoHook(t *testing.T) {
+	for name, err := range map[string]error{
+		"unknown": &uow.CommitError{Failed: "default", Unknown: true, Err: errors.New("conn closed")},
+		"partial": fmt.Errorf("saving: %w", &uow.CommitError{Committed: []string{"default"}, Failed: "audit", Err: errors.New("40001")}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var log []string
+			fake := uowtest.New(repos{log: &log})
+			fake.FailNextCommit(err)
+			require.ErrorIs(t, service{tx: fake}.run(context.Background(), false), err)
+			assert.Equal(t, []string{"work"}, log, "neither published nor compensated: the work may be durable")
+			calls := fake.Calls()
+			require.Len(t, calls, 1)
+			assert.False(t, calls[0].Committed)
+			assert.False(t, calls[0].RolledBack)
+			assert.Same(t, err, calls[0].Err)
+		})
+	}
 }
 
 func TestFakeRollsBackOnPanicAndSetRollbackOnly(t *testing.T) {

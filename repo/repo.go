@@ -3,6 +3,8 @@ package repo
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -43,22 +45,30 @@ var (
 //
 // A finished unit in ctx is still found: its statements fail with
 // uow.ErrDone rather than silently running outside a transaction.
+//
+// A nil db is a wiring mistake found at request time, so it does not panic:
+// every statement on the returned Querier fails with an error matching
+// uow.ErrUnknownSource, and nothing is sent anywhere.
 func From(ctx context.Context, db *sqlx.DB) Querier {
-	if db == nil {
-		panic("repo: From: nil database")
-	}
 	if u := uow.From(ctx); u != nil {
-		return u.On(db)
+		return u.On(db) // fails the same way for a nil db
+	}
+	if db == nil {
+		return invalid{errNilDB}
 	}
 	return db
 }
 
+var errNilDB = fmt.Errorf("repo: %w: nil database", uow.ErrUnknownSource)
+
 // TxFrom returns the active unit's transaction on db, or uow.ErrNoUnit when
 // ctx carries no unit: for repository methods that must not run in
 // autocommit mode.
+//
+// A nil db returns an error matching uow.ErrUnknownSource.
 func TxFrom(ctx context.Context, db *sqlx.DB) (Tx, error) {
 	if db == nil {
-		panic("repo: TxFrom: nil database")
+		return nil, errNilDB
 	}
 	u := uow.From(ctx)
 	if u == nil {
@@ -66,3 +76,53 @@ func TxFrom(ctx context.Context, db *sqlx.DB) (Tx, error) {
 	}
 	return u.On(db), nil
 }
+
+// invalid is the Querier of a nil database outside a unit: every statement
+// fails with err, and nothing is sent.
+type invalid struct{ err error }
+
+var _ Querier = invalid{}
+
+func (q invalid) DriverName() string                           { return "" }
+func (q invalid) Rebind(query string) string                   { return query }
+func (q invalid) BindNamed(string, any) (string, []any, error) { return "", nil, q.err }
+
+func (q invalid) ExecContext(context.Context, string, ...any) (sql.Result, error) {
+	return nil, q.err
+}
+
+func (q invalid) NamedExecContext(context.Context, string, any) (sql.Result, error) {
+	return nil, q.err
+}
+
+func (q invalid) GetContext(context.Context, any, string, ...any) error    { return q.err }
+func (q invalid) SelectContext(context.Context, any, string, ...any) error { return q.err }
+
+func (q invalid) QueryContext(context.Context, string, ...any) (*sql.Rows, error) {
+	return nil, q.err
+}
+
+func (q invalid) QueryxContext(context.Context, string, ...any) (*sqlx.Rows, error) {
+	return nil, q.err
+}
+
+// QueryRowxContext returns a row whose Scan reports the error. sqlx has no
+// constructor for such a row: a query on a zero transaction with a context
+// that is already done with that error touches no connection.
+func (q invalid) QueryRowxContext(context.Context, string, ...any) *sqlx.Row {
+	tx := &sqlx.Tx{Tx: new(sql.Tx)}
+	return tx.QueryRowxContext(doneCtx{context.Background(), q.err}, "")
+}
+
+// doneCtx is a context that is done with a given error: database/sql checks
+// the context before anything else.
+type doneCtx struct {
+	context.Context
+	err error
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c doneCtx) Done() <-chan struct{}       { return closed }
+func (c doneCtx) Err() error                  { return c.err }
+func (c doneCtx) Deadline() (time.Time, bool) { return time.Time{}, false }

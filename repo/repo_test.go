@@ -68,3 +68,29 @@ func TestTxIsSatisfiedByAUnitHandle(t *testing.T) {
 		return atomicTransfer(ctx, tx)
 	}))
 }
+
+func TestNilDatabaseIsAnErrorNotAPanic(t *testing.T) {
+	db := pgtest.Open(t, "repo")
+	m := uow.New(db)
+	inUnit, u := m.Begin(context.Background())
+	defer u.Rollback()
+	for name, ctx := range map[string]context.Context{"outside a unit": context.Background(), "inside a unit": inUnit} {
+		t.Run(name, func(t *testing.T) {
+			q := repo.From(ctx, nil)
+			_, err := q.ExecContext(ctx, `SELECT 1`)
+			assert.ErrorIs(t, err, uow.ErrUnknownSource)
+			var n int
+			assert.ErrorIs(t, q.GetContext(ctx, &n, `SELECT 1`), uow.ErrUnknownSource)
+			assert.ErrorIs(t, q.SelectContext(ctx, &[]int{}, `SELECT 1`), uow.ErrUnknownSource)
+			_, err = q.NamedExecContext(ctx, `SELECT :a`, map[string]any{"a": 1})
+			assert.ErrorIs(t, err, uow.ErrUnknownSource)
+			rows, err := q.QueryxContext(ctx, `SELECT 1`)
+			assert.ErrorIs(t, err, uow.ErrUnknownSource)
+			assert.Nil(t, rows)
+			assert.ErrorIs(t, q.QueryRowxContext(ctx, `SELECT 1`).Scan(&n), uow.ErrUnknownSource)
+			_, err = repo.TxFrom(ctx, nil)
+			assert.ErrorIs(t, err, uow.ErrUnknownSource)
+		})
+	}
+	require.NoError(t, u.Commit(), "inside a unit, nothing was sent: the unit is unharmed")
+}

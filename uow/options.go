@@ -73,6 +73,11 @@ func ReadOnly() Option {
 // and their connections released, whether or not a statement is running.
 // Commit after the deadline returns an error wrapping
 // context.DeadlineExceeded. Zero means no timeout of its own.
+//
+// The deadline belongs to the unit: when the unit finishes (Commit,
+// Rollback, or the end of Do), the context Begin returned is cancelled and
+// its timer released. Work that goes on after the unit, such as streaming a
+// response, must use the caller's context, not the unit's.
 func Timeout(d time.Duration) Option {
 	return func(c *config) { c.timeout = d }
 }

@@ -710,3 +710,24 @@ func TestBadInput(t *testing.T) {
 	require.NoError(t, u.Commit())
 	require.PanicsWithValue(t, `uow: WithSource("x"): nil database`, func() { uow.New(nil, uow.WithSource("x", nil)) })
 }
+
+func TestTimeoutContextEndsWithTheUnit(t *testing.T) {
+	m := uow.New(nil)
+	for name, finish := range map[string]func(u *uow.Unit) error{
+		"commit":   (*uow.Unit).Commit,
+		"rollback": (*uow.Unit).Rollback,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, u := m.Begin(context.Background(), uow.Timeout(time.Hour))
+			_, ok := ctx.Deadline()
+			require.True(t, ok, "the unit's context carries the deadline")
+			require.NoError(t, ctx.Err())
+			require.NoError(t, finish(u))
+			assert.ErrorIs(t, ctx.Err(), context.Canceled, "the timer is released with the unit")
+
+			plain, u := m.Begin(context.Background())
+			require.NoError(t, finish(u))
+			assert.NoError(t, plain.Err(), "without Timeout the unit's context is the caller's")
+		})
+	}
+}

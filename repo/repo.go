@@ -4,10 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/uowkit/uowkit/internal/errrow"
 	"github.com/uowkit/uowkit/uow"
 )
 
@@ -106,23 +106,7 @@ func (q invalid) QueryxContext(context.Context, string, ...any) (*sqlx.Rows, err
 	return nil, q.err
 }
 
-// QueryRowxContext returns a row whose Scan reports the error. sqlx has no
-// constructor for such a row: a query on a zero transaction with a context
-// that is already done with that error touches no connection.
+// QueryRowxContext returns a row whose Scan reports the error.
 func (q invalid) QueryRowxContext(context.Context, string, ...any) *sqlx.Row {
-	tx := &sqlx.Tx{Tx: new(sql.Tx)}
-	return tx.QueryRowxContext(doneCtx{context.Background(), q.err}, "")
+	return errrow.New(q.err)
 }
-
-// doneCtx is a context that is done with a given error: database/sql checks
-// the context before anything else.
-type doneCtx struct {
-	context.Context
-	err error
-}
-
-var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (c doneCtx) Done() <-chan struct{}       { return closed }
-func (c doneCtx) Err() error                  { return c.err }
-func (c doneCtx) Deadline() (time.Time, bool) { return time.Time{}, false }

@@ -4,9 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/uowkit/uowkit/internal/errrow"
 )
 
 // Handle is a unit's lazy transaction on one source. It has the methods of
@@ -129,7 +130,7 @@ func (h *Handle) QueryRowxContext(ctx context.Context, query string, args ...any
 		return row.Err()
 	})
 	if row == nil {
-		return errRow(err)
+		return errrow.New(err)
 	}
 	return row
 }
@@ -189,25 +190,4 @@ func (u *Unit) bind(ctx context.Context, cursor bool) (context.Context, func()) 
 		return ctx, noop
 	}
 	return ctx, func() { stop(); cancel(nil) }
-}
-
-// errCtx is an already-done context whose Err is a given error: database/sql
-// checks the context first, so a query on it fails with exactly that error.
-type errCtx struct {
-	context.Context
-	err error
-}
-
-var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (c errCtx) Done() <-chan struct{}       { return closed }
-func (c errCtx) Err() error                  { return c.err }
-func (c errCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-
-// errRow returns a *sqlx.Row whose Scan returns err. sqlx offers no
-// constructor, so it is made by a query on a zero transaction with a context
-// that reports err: no connection is touched.
-func errRow(err error) *sqlx.Row {
-	tx := &sqlx.Tx{Tx: new(sql.Tx)}
-	return tx.QueryRowxContext(errCtx{context.Background(), err}, "")
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"time"
@@ -19,12 +20,14 @@ import (
 // retryable failure can re-run it on a fresh unit while nothing has reached
 // the client. The request body is kept for replay only when there is a retry
 // policy: otherwise the handler reads it as it comes.
-func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request)) {
+func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request), watch Watcher) {
 	p := c.Retry
 	var body []byte
 	replayable := false
+	base := w.Header() // the outer middlewares' headers: each run starts from them
 	if p != nil {
 		body, replayable = keepBody(r, c.Buffer)
+		base = base.Clone() // w's own are overwritten when a run sets its status
 	}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -38,7 +41,7 @@ func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next func
 			delay = p.Delay(attempt)
 			return p.MaxElapsed <= 0 || time.Since(start)+delay <= p.MaxElapsed
 		}
-		err, done := c.attempt(w, r, next, body, again)
+		err, done := c.attempt(w, r, next, watch, base, body, again)
 		if done {
 			return
 		}
@@ -49,7 +52,7 @@ func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next func
 			p.OnRetry(r.Context(), attempt, delay, err)
 		}
 		if serr := retry.Sleep(r.Context(), delay); serr != nil {
-			c.giveUp(w, r, fmt.Errorf("uow middleware: retry: %w (last attempt: %w)", serr, err))
+			c.giveUp(w, r, watch, fmt.Errorf("uow middleware: retry: %w (last attempt: %w)", serr, err))
 			return
 		}
 	}
@@ -57,22 +60,25 @@ func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next func
 
 // giveUp answers a request whose context ended while it waited to be
 // re-run: nothing was committed, so it must not get net/http's implicit 200.
-func (c *Config) giveUp(w http.ResponseWriter, r *http.Request, err error) {
+func (c *Config) giveUp(w http.ResponseWriter, r *http.Request, watch Watcher, err error) {
 	o := Outcome{Status: http.StatusServiceUnavailable, Replaced: true, Err: err}
 	if errors.Is(err, context.DeadlineExceeded) {
 		o.Status = http.StatusGatewayTimeout
 	}
 	c.report(r, err)
-	c.WriteFailure(w, o)
+	d := decision{c: c, r: r, w: w, watch: watch}
+	d.fail(o)
 }
 
 // attempt runs the handler once. It returns done=false, with the unit's
 // error, when the attempt failed retryably and again allowed a re-run: then
 // nothing was written to w.
-func (c *Config) attempt(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request), body []byte, again func() bool) (error, bool) {
-	ctx, u := c.Manager.Begin(r.Context(), c.options(r)...)
-	d := &decision{c: c, u: u, r: r, w: w}
-	bw := &bufferWriter{d: d, w: w, header: w.Header().Clone(), limit: c.Buffer}
+func (c *Config) attempt(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request), watch Watcher, base http.Header, body []byte, again func() bool) (error, bool) {
+	ctx, cancel := c.deadline(r)
+	defer cancel() // after the decision, and after a streamed handler is done
+	ctx, u := c.Manager.Begin(ctx, c.options(r)...)
+	d := &decision{c: c, u: u, r: r, w: w, watch: watch}
+	bw := &bufferWriter{d: d, w: w, header: base.Clone(), limit: c.Buffer}
 	r = r.WithContext(ctx)
 	if body != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -88,6 +94,7 @@ func (c *Config) attempt(w http.ResponseWriter, r *http.Request, next func(http.
 	returned = true
 	if bw.streaming {
 		d.decide(http.StatusOK) // already decided when streaming began
+		bw.trailers()
 		return nil, true
 	}
 	status := bw.status
@@ -106,7 +113,7 @@ func (c *Config) attempt(w http.ResponseWriter, r *http.Request, next func(http.
 	}
 	c.report(r, o.Err)
 	if o.Replaced {
-		c.WriteFailure(w, o)
+		d.fail(o)
 		return nil, true
 	}
 	bw.send(status)
@@ -142,10 +149,14 @@ type readCloser struct {
 
 // bufferWriter holds a response back until the handler returns, up to limit
 // bytes; past that, or on Flush or Hijack, it decides and streams.
+//
+// Like net/http, it sends the headers as they were when the status was set
+// (WriteHeader, or the first Write or ReadFrom): they are copied into the
+// real writer's map then, and later changes count only for trailers.
 type bufferWriter struct {
 	d         *decision
 	w         http.ResponseWriter
-	header    http.Header
+	header    http.Header // the handler's
 	status    int
 	buf       bytes.Buffer
 	limit     int
@@ -153,12 +164,7 @@ type bufferWriter struct {
 }
 
 // Header returns the response headers of this attempt.
-func (b *bufferWriter) Header() http.Header {
-	if b.streaming {
-		return b.w.Header()
-	}
-	return b.header
-}
+func (b *bufferWriter) Header() http.Header { return b.header }
 
 // WriteHeader records the status; informational statuses go out at once.
 func (b *bufferWriter) WriteHeader(code int) {
@@ -170,18 +176,27 @@ func (b *bufferWriter) WriteHeader(code int) {
 			b.w.WriteHeader(code)
 		}
 	case informational(code):
-		b.copyHeader()
+		copyHeader(b.w.Header(), b.header)
 		b.w.WriteHeader(code)
-	case b.status == 0:
+	default:
+		b.setStatus(code)
+	}
+}
+
+// setStatus records the first final status and the headers that go with it.
+func (b *bufferWriter) setStatus(code int) {
+	if b.status == 0 {
 		b.status = code
+		copyHeader(b.w.Header(), b.header)
+		if b.d.watch != nil {
+			b.d.watch.Held(code)
+		}
 	}
 }
 
 // Write buffers p, or streams when the buffer would exceed its limit.
 func (b *bufferWriter) Write(p []byte) (int, error) {
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
+	b.setStatus(http.StatusOK)
 	if !b.streaming && b.buf.Len()+len(p) > b.limit {
 		b.stream()
 	}
@@ -192,6 +207,33 @@ func (b *bufferWriter) Write(p []byte) (int, error) {
 		return b.w.Write(p)
 	}
 	return b.buf.Write(p)
+}
+
+// ReadFrom buffers src up to the limit. Past it, it streams what it holds
+// and copies the rest through the real writer's ReadFrom, if any (sendfile).
+func (b *bufferWriter) ReadFrom(src io.Reader) (int64, error) {
+	b.setStatus(http.StatusOK)
+	var n int64
+	if !b.streaming {
+		// One byte past the room left tells a larger src from one that fits.
+		m, err := b.buf.ReadFrom(io.LimitReader(src, int64(b.limit-b.buf.Len())+1))
+		n = m
+		if err != nil || b.buf.Len() <= b.limit {
+			return n, err
+		}
+		b.stream()
+	}
+	var m int64
+	var err error
+	switch rf, ok := b.w.(io.ReaderFrom); {
+	case b.d.replaced:
+		m, err = io.Copy(io.Discard, src)
+	case ok:
+		m, err = rf.ReadFrom(src)
+	default:
+		m, err = io.Copy(b.w, src)
+	}
+	return n + m, err
 }
 
 // Flush decides, sends what is buffered and streams from now on.
@@ -212,18 +254,20 @@ func (b *bufferWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if b.d.decide(http.StatusSwitchingProtocols) {
 		return nil, nil, ErrCommitFailed
 	}
-	return hj.Hijack()
+	conn, rw, err := hj.Hijack()
+	if err == nil {
+		b.d.out(http.StatusSwitchingProtocols)
+	}
+	return conn, rw, err
 }
 
 // Unwrap returns the real writer, for http.ResponseController.
 func (b *bufferWriter) Unwrap() http.ResponseWriter { return b.w }
 
-func (b *bufferWriter) copyHeader() {
-	h := b.w.Header()
-	clear(h)
-	for k, v := range b.header {
-		h[k] = v
-	}
+// copyHeader makes dst a copy of src.
+func copyHeader(dst, src http.Header) {
+	clear(dst)
+	maps.Copy(dst, src)
 }
 
 // stream decides now and sends what was buffered.
@@ -232,22 +276,32 @@ func (b *bufferWriter) stream() {
 		return
 	}
 	b.streaming = true
-	status := b.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	b.copyHeader()
-	if b.d.decide(status) {
+	b.setStatus(http.StatusOK)
+	if b.d.decide(b.status) {
 		return
 	}
-	b.w.WriteHeader(status)
+	b.w.WriteHeader(b.status)
+	b.d.out(b.status)
 	_, _ = b.w.Write(b.buf.Bytes())
 	b.buf.Reset()
 }
 
 // send writes the buffered response after a successful decision.
 func (b *bufferWriter) send(status int) {
-	b.copyHeader()
+	if b.status == 0 { // nothing written: the headers as they are now
+		copyHeader(b.w.Header(), b.header)
+	}
 	b.w.WriteHeader(status)
+	b.d.out(status)
 	_, _ = b.w.Write(b.buf.Bytes())
+	b.trailers()
+}
+
+// trailers brings the real header map up to date with the handler's once
+// the handler has returned and the header has gone: net/http ignores what
+// changed since, except trailers, whose values it reads at the end.
+func (b *bufferWriter) trailers() {
+	if !b.d.replaced {
+		maps.Copy(b.w.Header(), b.header)
+	}
 }

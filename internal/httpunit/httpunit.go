@@ -19,13 +19,16 @@ type Policy struct {
 	// RetryAfter is the Retry-After value sent with 503, in seconds as text.
 	// Empty means "1".
 	RetryAfter string
+	// Failure writes the body of the response that replaces the handler's
+	// (see [Policy.WriteFailure]). Nil means the status text as plain text.
+	Failure func(w http.ResponseWriter, r *http.Request, status int, err error)
 }
 
 // Outcome is what the middleware must do with the response.
 type Outcome struct {
 	// Status is the status to send: the handler's, or 500 when the commit
-	// failed, 503 when it failed retryably, 504 when the unit's deadline
-	// passed.
+	// failed, 503 when it failed retryably and nothing committed, 504 when
+	// the deadline passed before the commit.
 	Status int
 	// Replaced is true when the handler's status and body must not reach the
 	// client: the commit failed and Status is an error status.
@@ -47,8 +50,13 @@ func (p Policy) Decide(u *uow.Unit, status int) Outcome {
 	case errors.Is(err, uow.ErrRollbackRequested):
 		// The handler asked for the rollback: its response goes through.
 		return Outcome{Status: status}
+	case errors.Is(err, uow.ErrPartialCommit), errors.Is(err, uow.ErrCommitUnknown):
+		// Some of the work is, or may be, durable: neither a 503, which
+		// invites the client to send it again, nor a 504, whatever the
+		// failing COMMIT's cause.
+		return Outcome{Status: http.StatusInternalServerError, Replaced: true, Err: err}
 	case errors.Is(err, context.DeadlineExceeded):
-		// The unit's deadline passed and it was rolled back.
+		// The deadline passed before the commit: the unit was rolled back.
 		return Outcome{Status: http.StatusGatewayTimeout, Replaced: true, Err: err}
 	case p.Retryable != nil && p.Retryable(err):
 		return Outcome{Status: http.StatusServiceUnavailable, Replaced: true, Err: err}
@@ -64,13 +72,15 @@ func (p Policy) commits(status int) bool {
 }
 
 // WriteFailure writes the response that replaces a handler's after a failed
-// commit: a short plain-text error, and Retry-After with 503.
-func (p Policy) WriteFailure(w http.ResponseWriter, o Outcome) {
+// commit: the handler's headers are dropped, 503 gets Retry-After, and the
+// body is Failure's (default: the status text as plain text). Whatever
+// Failure does, the client gets o.Status: a status it writes is replaced,
+// and one it does not write is sent for it.
+func (p Policy) WriteFailure(w http.ResponseWriter, r *http.Request, o Outcome) {
 	h := w.Header()
 	for k := range h {
 		delete(h, k)
 	}
-	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if o.Status == http.StatusServiceUnavailable {
 		ra := p.RetryAfter
@@ -79,6 +89,34 @@ func (p Policy) WriteFailure(w http.ResponseWriter, o Outcome) {
 		}
 		h.Set("Retry-After", ra)
 	}
-	w.WriteHeader(o.Status)
-	_, _ = w.Write([]byte(http.StatusText(o.Status) + "\n"))
+	if p.Failure == nil {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(o.Status)
+		_, _ = w.Write([]byte(http.StatusText(o.Status) + "\n"))
+		return
+	}
+	fw := &failureWriter{ResponseWriter: w, status: o.Status}
+	p.Failure(fw, r, o.Status, o.Err)
+	fw.WriteHeader(o.Status)
+}
+
+// failureWriter pins the status of a failure response.
+type failureWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+// WriteHeader sends the pinned status, once, whatever code is asked for.
+func (f *failureWriter) WriteHeader(int) {
+	if !f.wrote {
+		f.wrote = true
+		f.ResponseWriter.WriteHeader(f.status)
+	}
+}
+
+// Write sends the pinned status first if needed.
+func (f *failureWriter) Write(b []byte) (int, error) {
+	f.WriteHeader(f.status)
+	return f.ResponseWriter.Write(b)
 }

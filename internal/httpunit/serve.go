@@ -29,7 +29,8 @@ type Config struct {
 	Manager *uow.Manager
 	// UnitOptions returns the options of a request's unit.
 	UnitOptions func(r *http.Request) []uow.Option
-	// Timeout bounds each unit (0: none).
+	// Timeout bounds each request, or each run of the handler in buffered
+	// mode, through its context (0: none); see deadline.
 	Timeout time.Duration
 	// Report receives commit failures and rollback errors.
 	Report func(r *http.Request, err error)
@@ -40,14 +41,28 @@ type Config struct {
 }
 
 func (c *Config) options(r *http.Request) []uow.Option {
-	var opts []uow.Option
 	if c.UnitOptions != nil {
-		opts = c.UnitOptions(r)
+		return c.UnitOptions(r)
 	}
-	if c.Timeout > 0 {
-		opts = append(opts, uow.Timeout(c.Timeout))
+	return nil
+}
+
+// deadline returns the context to run one handler in: r's, bounded by
+// Timeout, and the function that releases it, to be called once the
+// handler has returned and the unit has been decided.
+//
+// The deadline is the middleware's, not the unit's (uow.Timeout): a unit's
+// own deadline ends with the unit, that is at the decision, which would
+// cancel the context of a handler still streaming after a flush or serving
+// a hijacked connection. The unit begun on this context still rolls back
+// when the deadline passes, because a root unit ends with its context, and
+// a later Commit then fails with an error wrapping
+// context.DeadlineExceeded: the 504.
+func (c *Config) deadline(r *http.Request) (context.Context, context.CancelFunc) {
+	if c.Timeout <= 0 {
+		return r.Context(), func() {}
 	}
-	return opts
+	return context.WithTimeout(r.Context(), c.Timeout)
 }
 
 func (c *Config) report(r *http.Request, err error) {
@@ -56,16 +71,35 @@ func (c *Config) report(r *http.Request, err error) {
 	}
 }
 
+// Watcher is told what becomes of a response's status, for an adapter that
+// keeps its framework's view of the response true to the client's (Echo's
+// Response.Status and Committed).
+type Watcher interface {
+	// Held is called when the handler fixes the status of a buffered
+	// response (WriteHeader, or the implicit 200 of a Write, ReadFrom or
+	// Flush), before anything has gone out.
+	Held(status int)
+	// Sent is called once, with the first final status that goes to the
+	// client: the handler's (the implicit 200 of a Write, ReadFrom or Flush
+	// included; 101 for a hijack) or the error status that replaced it. It
+	// is not called for a streaming handler that wrote nothing: net/http,
+	// or a middleware further out, answers after the middleware.
+	Sent(status int)
+}
+
 // Serve runs next for one request inside a lazy unit and decides the unit's
 // fate once, when the response status becomes known. next receives the
-// wrapped writer and the request carrying the unit.
-func (c *Config) Serve(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request)) {
+// wrapped writer and the request carrying the unit. watch, if not nil, is
+// told of the status.
+func (c *Config) Serve(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request), watch Watcher) {
 	if c.Buffer > 0 {
-		c.serveBuffered(w, r, next)
+		c.serveBuffered(w, r, next, watch)
 		return
 	}
-	ctx, u := c.Manager.Begin(r.Context(), c.options(r)...)
-	d := &decision{c: c, u: u, r: r, w: w}
+	ctx, cancel := c.deadline(r)
+	defer cancel() // after finish: the unit is decided, not aborted
+	ctx, u := c.Manager.Begin(ctx, c.options(r)...)
+	d := &decision{c: c, u: u, r: r, w: w, watch: watch}
 	defer d.finish() // rolls back on panic (which goes on) and decides a silent handler
 	next(d.wrap(w), r.WithContext(ctx))
 	d.returned = true
@@ -78,9 +112,28 @@ type decision struct {
 	u        *uow.Unit
 	r        *http.Request
 	w        http.ResponseWriter // the real writer
+	watch    Watcher             // or nil
 	done     bool
 	replaced bool
+	sent     bool // a final status has gone to w
 	returned bool // the handler returned, rather than panicked or called runtime.Goexit
+}
+
+// out reports the first final status that goes to the real writer; net/http
+// ignores any later one.
+func (d *decision) out(status int) {
+	if !d.sent {
+		d.sent = true
+		if d.watch != nil {
+			d.watch.Sent(status)
+		}
+	}
+}
+
+// fail writes the response that replaces the handler's.
+func (d *decision) fail(o Outcome) {
+	d.c.WriteFailure(d.w, d.r, o)
+	d.out(o.Status)
 }
 
 // decide finishes the unit for status, once, and reports whether the
@@ -95,7 +148,7 @@ func (d *decision) decide(status int) bool {
 	d.c.report(d.r, o.Err)
 	if o.Replaced {
 		d.replaced = true
-		d.c.WriteFailure(d.w, o)
+		d.fail(o)
 	}
 	return d.replaced
 }
@@ -136,6 +189,7 @@ func (d *decision) wrap(w http.ResponseWriter) http.ResponseWriter {
 				}
 				if !d.decide(code) {
 					next(code)
+					d.out(code)
 				}
 			}
 		},
@@ -144,6 +198,7 @@ func (d *decision) wrap(w http.ResponseWriter) http.ResponseWriter {
 				if d.decide(http.StatusOK) {
 					return len(b), nil
 				}
+				d.out(http.StatusOK)
 				return next(b)
 			}
 		},
@@ -152,18 +207,21 @@ func (d *decision) wrap(w http.ResponseWriter) http.ResponseWriter {
 				if d.decide(http.StatusOK) {
 					return io.Copy(io.Discard, src)
 				}
+				d.out(http.StatusOK)
 				return next(src)
 			}
 		},
 		Flush: func(next httpsnoop.FlushFunc) httpsnoop.FlushFunc {
 			return func() {
 				d.decide(http.StatusOK)
+				d.out(http.StatusOK)
 				next()
 			}
 		},
 		FlushError: func(next httpsnoop.FlushErrorFunc) httpsnoop.FlushErrorFunc {
 			return func() error {
 				d.decide(http.StatusOK)
+				d.out(http.StatusOK)
 				return next()
 			}
 		},
@@ -172,7 +230,11 @@ func (d *decision) wrap(w http.ResponseWriter) http.ResponseWriter {
 				if d.decide(http.StatusSwitchingProtocols) {
 					return nil, nil, ErrCommitFailed
 				}
-				return next()
+				conn, rw, err := next()
+				if err == nil {
+					d.out(http.StatusSwitchingProtocols)
+				}
+				return conn, rw, err
 			}
 		},
 	})
@@ -189,6 +251,9 @@ type Settings struct {
 	// Report receives commit failures and rollback errors; nil logs them
 	// with slog.Default.
 	Report func(r *http.Request, err error)
+	// Failure writes the body of the response that replaces the handler's
+	// after a failed commit (see Policy.Failure).
+	Failure func(w http.ResponseWriter, r *http.Request, status int, err error)
 }
 
 // NewConfig validates s and returns the Config to serve requests with. It
@@ -211,8 +276,9 @@ func NewConfig(m *uow.Manager, s Settings) *Config {
 	c := &Config{
 		Policy: Policy{
 			Commit:     s.Commit,
-			Retryable:  retry.Retryable,
+			Retryable:  retry.Policy{}.Retryable, // never a partial or unknown commit
 			RetryAfter: strconv.Itoa(int((ra + time.Second - 1) / time.Second)),
+			Failure:    s.Failure,
 		},
 		Manager: m, UnitOptions: s.UnitOptions, Timeout: s.Timeout,
 		Buffer: s.Buffer, Retry: s.Retry, Report: s.Report,

@@ -1,4 +1,6 @@
 // Package webtest holds what the HTTP middleware tests share: a table of
 // their own in a real database, two databases for partial commits, COMMIT-time
-// serialization failures on demand, and a real server to send requests to.
+// failures on demand, a real server to send requests to, and the
+// framework-independent scenarios ([Scenarios]) that each middleware's tests
+// run through a [Stack] of their own.
 package webtest

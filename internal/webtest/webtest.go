@@ -2,6 +2,7 @@ package webtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/uowkit/uowkit/internal/pgtest"
 	"github.com/uowkit/uowkit/repo"
@@ -99,21 +102,29 @@ func (p *Pair) Rows(t *testing.T) (a, b int) {
 
 // CommitConflicts makes the first n COMMITs of transactions that inserted
 // into table fail with SQLSTATE 40001, raised by the server from a deferred
-// constraint trigger: a serialization failure at COMMIT, on demand. A
-// sequence counts the failures because it is not rolled back with them.
+// constraint trigger: a serialization failure at COMMIT, on demand.
 func CommitConflicts(t *testing.T, db *sqlx.DB, table string, n int) {
+	t.Helper()
+	CommitFailures(t, db, table, n, "40001")
+}
+
+// CommitFailures makes the first n COMMITs of transactions that inserted into
+// table fail with the given SQLSTATE, raised by the server from a deferred
+// constraint trigger. A sequence counts the failures because it is not rolled
+// back with them.
+func CommitFailures(t *testing.T, db *sqlx.DB, table string, n int, sqlstate string) {
 	t.Helper()
 	db.MustExec(fmt.Sprintf(`
 CREATE SEQUENCE %[1]s_conflicts;
 CREATE FUNCTION %[1]s_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF nextval('%[1]s_conflicts') <= %[2]d THEN
-		RAISE EXCEPTION 'simulated serialization failure at COMMIT' USING ERRCODE = 'serialization_failure';
+		RAISE EXCEPTION 'simulated failure at COMMIT' USING ERRCODE = '%[3]s';
 	END IF;
 	RETURN NULL;
 END $$;
 CREATE CONSTRAINT TRIGGER %[1]s_conflict AFTER INSERT ON %[1]s
-	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %[1]s_conflict();`, table, n))
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %[1]s_conflict();`, table, n, sqlstate))
 	t.Cleanup(func() {
 		_, _ = db.Exec(fmt.Sprintf(`DROP FUNCTION %[1]s_conflict() CASCADE; DROP SEQUENCE %[1]s_conflicts`, table))
 	})
@@ -125,6 +136,7 @@ type Response struct {
 	Informational []int // 1xx statuses received before the final one
 	Header        http.Header
 	Body          string
+	Trailer       http.Header
 }
 
 // Serve sends one request to h on a real server and returns what the client
@@ -159,9 +171,11 @@ func Send(t *testing.T, url, method, path, body string) Response {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Status, res.Header, res.Body = r.StatusCode, r.Header, string(b)
+	res.Status, res.Header, res.Body, res.Trailer = r.StatusCode, r.Header, string(b), r.Trailer
 	return res
 }
+
+var errNoRequest = errors.New("webtest: hook called without the request")
 
 // Errors collects the errors a middleware's error hook receives, from any
 // goroutine.
@@ -175,6 +189,25 @@ func (e *Errors) Add(err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.list = append(e.list, err)
+}
+
+// Handle records err, as a middleware's error hook: a call without the
+// request (an adapter that lost it) is recorded as an error too.
+func (e *Errors) Handle(r *http.Request, err error) {
+	if r == nil {
+		err = errors.Join(err, errNoRequest)
+	}
+	e.Add(err)
+}
+
+// One returns the only error recorded, failing t unless there is exactly
+// one and its hook was given the request.
+func (e *Errors) One(t *testing.T) error {
+	t.Helper()
+	list := e.List()
+	require.Len(t, list, 1, "errors reported")
+	assert.NotErrorIs(t, list[0], errNoRequest)
+	return list[0]
 }
 
 // List returns the errors recorded so far.

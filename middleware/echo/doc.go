@@ -27,9 +27,10 @@
 // [Config].Commit) commits, otherwise everything is rolled back and the
 // handler's response goes through unchanged. A failed commit replaces the
 // handler's response with 500 (503 with Retry-After for a serialization
-// failure or deadlock, 504 after the unit's Timeout) and discards its body:
-// a client never gets a 2xx for work that did not commit. The error goes to
-// [Config].ErrorHandler.
+// failure or deadlock when nothing committed, 504 when [Config].Timeout
+// passed first; always 500 for a partial commit across several databases)
+// and discards its body: a client never gets a 2xx for work that did not
+// commit. The error goes to [Config].ErrorHandler.
 //
 // Echo writes an error response from its HTTPErrorHandler only after the
 // middleware chain returns, so the middleware calls c.Error(err) itself for
@@ -44,10 +45,23 @@
 // Flush before any WriteHeader (which bypasses Before hooks, and is decided
 // as the 200 it sends), a Hijack (WebSocket), an io.Copy into the writer
 // (ReadFrom), and writes made straight to c.Response().Writer. It keeps
-// http.Flusher, http.Hijacker, io.ReaderFrom and Unwrap. When the middleware
-// replaces the handler's response, Response.Status is set to the status the
-// client got (500 after a failed commit, not the handler's 201), so that
-// loggers and metrics further out report the truth.
+// http.Flusher, http.Hijacker, io.ReaderFrom and Unwrap, in both modes.
+//
+// Response.Status and Response.Committed follow what reaches the client, on
+// every path: the first final status that goes out — an explicit
+// WriteHeader, the implicit 200 of a Write, ReadFrom or Flush straight to
+// the writer, 101 for a Hijack — is written into Response.Status and marks
+// the Response committed. So loggers and metrics further out see 500 when
+// a failed commit replaced the handler's 201, and Echo does not glue an
+// error response after a response that already went out. In buffered mode,
+// a status the handler fixes on c.Response().Writer marks the Response
+// committed at once, although it is still held back.
+//
+// [Config].Timeout is a deadline on the request's context: if it passes
+// before the decision, the unit is rolled back and a status that would
+// commit becomes 504 (one the policy rejects goes through); the decision
+// does not cancel the context, so a handler that streams after a Flush or
+// serves a WebSocket keeps it until it returns or the deadline passes.
 //
 // A panic rolls back and goes on to middleware.Recover. After the decision,
 // repository calls fail with [github.com/uowkit/uowkit/uow.ErrDone]; they
@@ -60,8 +74,10 @@
 // [Config].Buffer holds the response back until the unit is finished, and
 // [Config].Retry re-runs the handler on a fresh unit after a serialization
 // failure or deadlock, replaying the request body, while nothing has reached
-// the client. Each run starts with a fresh Response status; headers set by
-// a failed run are dropped. Echo gives no way to remove Response.Before and
+// the client. As without the buffer, the headers sent are those set when
+// the status was set; later changes count only for trailers. Each run
+// starts with a fresh Response status; headers set by a failed run are
+// dropped. Echo gives no way to remove Response.Before and
 // After hooks, so hooks a handler registers run once for every run so far:
 // register them outside retried handlers, or make them idempotent.
 //

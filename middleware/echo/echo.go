@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/felixge/httpsnoop"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
@@ -32,9 +31,15 @@ type Config struct {
 	// UnitOptions returns the options of the request's unit, e.g.
 	// ReadOnlySafeMethods. It runs before the handler.
 	UnitOptions func(c echo.Context) []uow.Option
-	// Timeout bounds the unit: when it passes, the unit is rolled back, a
-	// running statement is interrupted and, unless the response has already
-	// been decided, the client gets 504. Default: none.
+	// Timeout, when positive, is a deadline on the request's context, which
+	// the handler gets and the unit runs under (in buffered mode, each run
+	// of the handler gets its own). If it passes before the decision, the
+	// unit is rolled back at once, a running statement is interrupted, and
+	// a status the commit policy accepts becomes 504, while one it rejects
+	// (the handler's own 408, say) goes through. The decision does not
+	// cancel the context: after a WriteHeader, a Flush or a Hijack, the
+	// handler keeps it until it returns or the deadline passes.
+	// Default: none.
 	Timeout time.Duration
 	// ErrorHandler receives commit failures (a *uow.CommitError, or the
 	// context's error) and rollback errors. The client has already been
@@ -42,6 +47,17 @@ type Config struct {
 	// request was cancelled (the client left), Warn when a deadline
 	// passed, and Error otherwise, always for a partial or unknown commit.
 	ErrorHandler func(c echo.Context, err error)
+	// FailureResponse writes the body of the response that replaces the
+	// handler's when the unit could not be committed: 500, 503 for a
+	// retryable failure (Retry-After is already set), 504 when Timeout
+	// passed first. Use it to answer in the application's error format. Write
+	// to w (for example with json.NewEncoder(w)): Echo is in the middle of
+	// writing the handler's response, so c.JSON and the like write nothing
+	// here; c is for reading the request's values. The handler's headers
+	// are gone, and the client gets status whatever the function writes.
+	// err is the unit's error, for choosing a message, not for the client.
+	// Default: the status text as plain text.
+	FailureResponse func(c echo.Context, w http.ResponseWriter, status int, err error)
 	// Buffer, when positive, buffers responses up to this many bytes so that
 	// nothing reaches the client before the unit is finished. A larger
 	// response, a Flush or a Hijack falls back to streaming. Default: 0,
@@ -101,7 +117,12 @@ func MiddlewareWithConfig(cfg Config) echo.MiddlewareFunc {
 	if cfg.ErrorHandler != nil {
 		s.Report = func(r *http.Request, err error) { cfg.ErrorHandler(echoContext(r), err) }
 	}
-	withContext := cfg.UnitOptions != nil || cfg.ErrorHandler != nil
+	if cfg.FailureResponse != nil {
+		s.Failure = func(w http.ResponseWriter, r *http.Request, status int, err error) {
+			cfg.FailureResponse(echoContext(r), w, status, err)
+		}
+	}
+	withContext := cfg.UnitOptions != nil || cfg.ErrorHandler != nil || cfg.FailureResponse != nil
 	unit := httpunit.NewConfig(cfg.Manager, s)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -156,12 +177,12 @@ func serve(unit *httpunit.Config, c echo.Context, r *http.Request, next echo.Han
 			q.reset()
 		}
 	}()
-	unit.Serve(httpsnoop.Wrap(orig, httpsnoop.Hooks{WriteHeader: q.mirror}), r, q.run)
+	unit.Serve(orig, r, q.run, q)
 	returned = true
 	return q.err
 }
 
-// request is one request's state, in one allocation.
+// request is one request's state.
 type request struct {
 	c    echo.Context
 	next echo.HandlerFunc
@@ -173,8 +194,6 @@ type request struct {
 	status    int
 	size      int64
 	committed bool
-
-	writeHeader httpsnoop.WriteHeaderFunc
 }
 
 func (q *request) reset() {
@@ -195,22 +214,28 @@ func (q *request) run(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// mirror reports into Echo's Response the final status that really reaches
-// the client. When the commit fails, the middleware answers 500 (503, 504)
-// under a handler that wrote 201: loggers and metrics further out read
-// Response.Status and must see what the client saw. A status written
-// straight to c.Response().Writer marks the Response committed, so that Echo
-// does not write an error response after it.
-func (q *request) mirror(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
-	q.writeHeader = next
-	return q.sendHeader
+// Sent reports into Echo's Response the final status that really reached
+// the client, on every path: an explicit WriteHeader, net/http's implicit
+// 200 at the first Write, ReadFrom or Flush, or a hijack (101). When the
+// commit fails, the middleware answers 500 (503, 504) under a handler that
+// wrote 201: loggers and metrics further out read Response.Status and must
+// see what the client saw. And a status that went out by a path that
+// bypassed Response (c.Response().Writer, a Flush first) marks the Response
+// committed, so that Echo does not glue an error response after it.
+func (q *request) Sent(status int) {
+	q.sent = true
+	q.res.Status, q.res.Committed = status, true
 }
 
-func (q *request) sendHeader(code int) {
-	q.writeHeader(code) // panics on an invalid code: then nothing was sent
-	if !q.sent && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		q.sent = true
-		q.res.Status, q.res.Committed = code, true
+// Held marks the Response committed when a buffered handler fixes its
+// status by a path that bypasses Response (a WriteHeader, Write or ReadFrom
+// on c.Response().Writer), as streaming would, although nothing has gone
+// out yet: so Echo does not append an error response to the held one.
+// Response.Status is then the handler's status until Sent reports the one
+// that went out.
+func (q *request) Held(status int) {
+	if !q.res.Committed {
+		q.res.Status, q.res.Committed = status, true
 	}
 }
 

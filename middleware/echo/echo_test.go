@@ -55,31 +55,64 @@ func with(cfg uowecho.Config, m *uow.Manager) uowecho.Config {
 	return cfg
 }
 
-// errs collects what the ErrorHandler receives.
+// errs collects what the ErrorHandler receives, and flags a call without
+// the echo.Context it promises.
 type errs struct{ webtest.Errors }
 
-func (e *errs) handle(c echo.Context, err error) { reportTo(e.Add)(c, err) }
-
-// reportTo returns an ErrorHandler that passes errors to report, and flags
-// a call without the echo.Context it promises.
-func reportTo(report func(error)) func(echo.Context, error) {
-	return func(c echo.Context, err error) {
-		if c == nil {
-			err = errors.Join(err, errors.New("ErrorHandler called without an echo.Context"))
-		}
-		report(err)
-	}
-}
+func (e *errs) handle(c echo.Context, err error) { e.Handle(request(c), err) }
 
 // hijack answers on the hijacked connection with a raw response.
 func hijack(c echo.Context, body string) error {
-	conn, rw, err := c.Response().Hijack()
-	if err != nil {
-		return err
+	return webtest.HijackReply(c.Response(), body, func() {})
+}
+
+// stack serves a shared scenario (internal/webtest) through the middleware,
+// with middleware.Recover outside: the handler gets c.Response() and
+// c.Request(), and its error goes to Echo.
+func stack(s webtest.Setup) http.Handler {
+	cfg := uowecho.Config{
+		Manager: s.M, Commit: s.Settings.Commit, Timeout: s.Settings.Timeout,
+		Buffer: s.Settings.Buffer, Retry: s.Settings.Retry, RetryAfter: s.Settings.RetryAfter,
 	}
-	defer conn.Close()
-	fmt.Fprintf(rw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	return rw.Flush()
+	if f := s.Settings.UnitOptions; f != nil {
+		cfg.UnitOptions = func(c echo.Context) []uow.Option { return f(c.Request()) }
+	}
+	if f := s.Settings.Report; f != nil {
+		cfg.ErrorHandler = func(c echo.Context, err error) { f(request(c), err) }
+	}
+	if f := s.Settings.Failure; f != nil {
+		cfg.FailureResponse = func(c echo.Context, w http.ResponseWriter, status int, err error) { f(w, request(c), status, err) }
+	}
+	var mw []echo.MiddlewareFunc
+	if s.Outer != nil {
+		mw = append(mw, func(next echo.HandlerFunc) echo.HandlerFunc {
+			return func(c echo.Context) (err error) {
+				s.Outer(c.Response(), c.Request(), func(r *http.Request) {
+					c.SetRequest(r)
+					err = next(c)
+				})
+				return err
+			}
+		})
+	}
+	e := newEcho(append(mw, uowecho.MiddlewareWithConfig(cfg))...)
+	e.Any("/*", func(c echo.Context) error { return s.Handler(c.Response(), c.Request()) })
+	return e
+}
+
+// request returns c's request, or nil for a hook called without c.
+func request(c echo.Context) *http.Request {
+	if c == nil {
+		return nil
+	}
+	return c.Request()
+}
+
+// TestScenarios runs the framework-independent scenarios of
+// internal/webtest, one subtest each.
+func TestScenarios(t *testing.T) {
+	t.Parallel()
+	webtest.Scenarios(t, "echo", stack)
 }
 
 // TestDecisionTable runs every handler behaviour of the decision table in
@@ -149,6 +182,10 @@ func TestDecisionTable(t *testing.T) {
 			c.Response().Writer.WriteHeader(http.StatusEarlyHints)
 			return c.JSON(201, "created")
 		}, 201, "\"created\"\n", 1},
+		{"103 early hints to Response().Writer, then JSON 400", func(_ *webtest.Env, c echo.Context) error {
+			c.Response().Writer.WriteHeader(http.StatusEarlyHints)
+			return c.JSON(400, "bad")
+		}, 400, "\"bad\"\n", 0},
 		{"Before hook changes 200 to 422", func(_ *webtest.Env, c echo.Context) error {
 			c.Response().Before(func() { c.Response().Status = 422 })
 			return c.String(200, "looks fine")
@@ -194,18 +231,24 @@ func TestDecisionTable(t *testing.T) {
 }
 
 // TestPanicAfterWriting shows the one place the modes differ: a streamed
-// response was committed when it went out, a buffered one never went out.
+// response was committed when it went out, a buffered one never went out,
+// unless a flush sent it.
 func TestPanicAfterWriting(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
+		name   string
 		mode   uowecho.Config
+		flush  bool
 		status int
+		body   string
 		rows   int
 	}{
-		{uowecho.Config{}, 200, 1},
-		{uowecho.Config{Buffer: 1 << 10}, 500, 0},
+		{"streaming", uowecho.Config{}, false, 200, "ok", 1},
+		{"buffered", uowecho.Config{Buffer: 1 << 10}, false, 500, "{\"message\":\"Internal Server Error\"}\n", 0},
+		// The recoverer's error response is not glued after the 200.
+		{"buffered, flushed", uowecho.Config{Buffer: 1 << 10}, true, 200, "ok", 1},
 	} {
-		t.Run(fmt.Sprint("Buffer=", tc.mode.Buffer), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "echo")
 			e := newEcho(uowecho.MiddlewareWithConfig(with(tc.mode, env.M)))
@@ -214,10 +257,14 @@ func TestPanicAfterWriting(t *testing.T) {
 					return err
 				}
 				_ = c.String(200, "ok")
+				if tc.flush {
+					c.Response().Flush()
+				}
 				panic("after writing")
 			})
 			res := webtest.Serve(t, e, "POST", "/", "")
 			assert.Equal(t, tc.status, res.Status)
+			assert.Equal(t, tc.body, res.Body)
 			assert.Equal(t, tc.rows, env.Rows(t))
 		})
 	}
@@ -240,21 +287,53 @@ func TestRecoverInsideTheMiddleware(t *testing.T) {
 }
 
 // TestOuterMiddlewareSeesWhatTheClientSaw: the handler's error still reaches
-// middleware further out (loggers), the error response is written once, and
-// Response.Status is the status the client got.
+// middleware further out (loggers), the error response is written at most
+// once and never after a response that went out, and Response.Status is the
+// status the client got.
 func TestOuterMiddlewareSeesWhatTheClientSaw(t *testing.T) {
 	t.Parallel()
+	boom := errors.New("boom")
 	for _, tc := range []struct {
 		name   string
 		deferr bool // the commit fails
 		do     func(c echo.Context) error
 		status int
+		body   string
 		err    error
+		seen   int // Response.Status further out, if not status
 	}{
-		{"HTTPError", false, func(echo.Context) error { return echo.ErrConflict }, 409, echo.ErrConflict},
-		{"201", false, func(c echo.Context) error { return c.String(201, "created") }, 201, nil},
-		{"201, commit fails", true, func(c echo.Context) error { return c.String(201, "created") }, 500, nil},
-		{"nothing written, commit fails", true, func(echo.Context) error { return nil }, 500, nil},
+		{"HTTPError", false, func(echo.Context) error { return echo.ErrConflict }, 409, "{\"message\":\"Conflict\"}\n", echo.ErrConflict, 0},
+		{"201", false, func(c echo.Context) error { return c.String(201, "created") }, 201, "created", nil, 0},
+		{"201, commit fails", true, func(c echo.Context) error { return c.String(201, "created") }, 500, "Internal Server Error\n", nil, 0},
+		{"nothing written, commit fails", true, func(echo.Context) error { return nil }, 500, "Internal Server Error\n", nil, 0},
+		// An implicit 200 that bypassed Response: the error response must
+		// not be glued after it.
+		{"Write to Response().Writer, then an error", false, func(c echo.Context) error {
+			_, _ = c.Response().Writer.Write([]byte("raw"))
+			return boom
+		}, 200, "raw", boom, 0},
+		{"Flush first, then String 500", false, func(c echo.Context) error {
+			c.Response().Flush()
+			return c.String(500, "too late to fail")
+		}, 200, "too late to fail", nil, 0},
+		{"Flush first, then HTTPError", false, func(c echo.Context) error {
+			c.Response().Flush()
+			return echo.ErrConflict
+		}, 200, "", echo.ErrConflict, 0},
+		{"io.Copy into Response().Writer, then an error", false, func(c echo.Context) error {
+			_, _ = io.Copy(c.Response().Writer, webtest.RawReader{Reader: strings.NewReader("copied")})
+			return boom
+		}, 200, "copied", boom, 0},
+		{"http.Flusher on Response().Writer, then an error", false, func(c echo.Context) error {
+			c.Response().Writer.(http.Flusher).Flush()
+			return boom
+		}, 200, "", boom, 0},
+		{"Hijack, then an error: 101 further out", false, func(c echo.Context) error {
+			if err := hijack(c, "hijacked"); err != nil {
+				return err
+			}
+			return boom
+		}, 200, "hijacked", boom, 101},
 	} {
 		for _, mode := range modes {
 			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
@@ -285,12 +364,21 @@ func TestOuterMiddlewareSeesWhatTheClientSaw(t *testing.T) {
 					}
 					return tc.do(c)
 				})
-				res := webtest.Serve(t, e, "POST", "/", "")
+				served := make(chan struct{})
+				res := webtest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					defer close(served)
+					e.ServeHTTP(w, r)
+				}), "POST", "/", "")
 				assert.Equal(t, tc.status, res.Status)
-				assert.Equal(t, tc.status, seenStatus, "Response.Status seen further out")
+				assert.Equal(t, tc.body, res.Body, "one response, nothing glued after it")
+				<-served // a hijacked request may still be served
+				want := tc.status
+				if tc.seen != 0 {
+					want = tc.seen
+				}
+				assert.Equal(t, want, seenStatus, "Response.Status seen further out")
 				assert.Equal(t, tc.err, seenErr, "error seen further out")
 				if tc.err != nil {
-					assert.Equal(t, "{\"message\":\"Conflict\"}\n", res.Body, "one error response")
 					assert.EqualValues(t, 2, handled.Load(), "inside the unit, then by Echo, which ignores it")
 				}
 			})
@@ -350,6 +438,21 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 			return err
 		}},
 		{"buffered", uowecho.Config{Buffer: 1 << 16}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
+		{"buffered, Flush first", uowecho.Config{Buffer: 1 << 16}, func(c echo.Context) error {
+			c.Response().Flush()
+			return c.JSONBlob(200, []byte(secret))
+		}},
+		{"buffered, io.Copy into Response().Writer (ReadFrom)", uowecho.Config{Buffer: 1 << 16}, func(c echo.Context) error {
+			_, err := io.Copy(c.Response().Writer, webtest.RawReader{Reader: strings.NewReader(secret)})
+			return err
+		}},
+		{"buffered, Hijack", uowecho.Config{Buffer: 1 << 16}, func(c echo.Context) error {
+			err := hijack(c, secret)
+			if !errors.Is(err, uowecho.ErrCommitFailed) {
+				return fmt.Errorf("hijack: want ErrCommitFailed, got %v", err)
+			}
+			return err
+		}},
 		{"buffer overflow", uowecho.Config{Buffer: 4}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -370,9 +473,8 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 			assert.Equal(t, 500, res.Status)
 			assert.Equal(t, "Internal Server Error\n", res.Body)
 			assert.Equal(t, "text/plain; charset=utf-8", res.Header.Get("Content-Type"))
-			require.Len(t, reported.List(), 1)
 			var ce *uow.CommitError
-			assert.ErrorAs(t, reported.List()[0], &ce)
+			assert.ErrorAs(t, reported.One(t), &ce)
 			assert.Zero(t, webtest.Count(t, env.DB, child))
 		})
 	}
@@ -436,8 +538,7 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 			assert.Equal(t, tc.rows, env.Rows(t))
 			if tc.status == 503 {
 				assert.Empty(t, rec.Header().Get("X-Attempt"), "no header of a failed attempt")
-				require.Len(t, reported.List(), 1)
-				code, _ := retry.SQLState(reported.List()[0])
+				code, _ := retry.SQLState(reported.One(t))
 				assert.Equal(t, "40001", code)
 				return
 			}
@@ -475,10 +576,13 @@ func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		status int
+		copy   bool // io.Copy into Response().Writer (ReadFrom) rather than Writes of 10 bytes
 		rows   int
 	}{
-		{"201 commits before the first byte", 201, 1},
-		{"409 rolls back, body goes through", 409, 0},
+		{"201 commits before the first byte", 201, false, 1},
+		{"409 rolls back, body goes through", 409, false, 0},
+		{"io.Copy: 201 commits before the first byte", 201, true, 1},
+		{"io.Copy: 409 rolls back, body goes through", 409, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -491,7 +595,12 @@ func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
 				}
 				c.Response().Header().Set("X-Kept", "yes")
 				c.Response().WriteHeader(tc.status)
-				for i := 0; i < len(big); i += 10 {
+				if tc.copy {
+					if _, err := io.Copy(c.Response().Writer, webtest.RawReader{Reader: strings.NewReader(big)}); err != nil {
+						return err
+					}
+				}
+				for i := 0; i < len(big) && !tc.copy; i += 10 {
 					if _, err := c.Response().Write([]byte(big[i : i+10])); err != nil {
 						return err
 					}
@@ -508,23 +617,6 @@ func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
 			assert.Equal(t, tc.rows, env.Rows(t))
 		})
 	}
-}
-
-func TestTwoDatabasesCommitOrRollBackTogether(t *testing.T) {
-	t.Parallel()
-	webtest.TwoDatabases(t, "echo", 201, func(p *webtest.Pair, report func(error)) http.Handler {
-		e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{Manager: p.M, ErrorHandler: reportTo(report)}))
-		e.POST("/", func(c echo.Context) error {
-			if err := p.Insert(c.Request().Context(), c.QueryParam("violate")); err != nil {
-				return err
-			}
-			if c.QueryParam("status") != "" {
-				return echo.NewHTTPError(422)
-			}
-			return c.NoContent(201)
-		})
-		return e
-	})
 }
 
 func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
@@ -584,32 +676,6 @@ func TestClientDisconnectRollsBack(t *testing.T) {
 	}
 }
 
-func TestDeadlineRollsBackWith504(t *testing.T) {
-	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			env := webtest.NewEnv(t, "echo")
-			cfg := with(mode.cfg, env.M)
-			cfg.Timeout = 500 * time.Millisecond // ample for the INSERT on a loaded machine
-			e := newEcho(uowecho.MiddlewareWithConfig(cfg))
-			e.POST("/", func(c echo.Context) error {
-				ctx := c.Request().Context()
-				if err := env.Insert(ctx, "x"); err != nil {
-					return err
-				}
-				// Interrupted at the deadline; the handler carries on.
-				_, _ = repo.From(ctx, env.DB).ExecContext(ctx, `SELECT pg_sleep(30)`)
-				return c.String(200, "done")
-			})
-			res := webtest.Serve(t, e, "POST", "/", "")
-			assert.Equal(t, 504, res.Status)
-			assert.Equal(t, "Gateway Timeout\n", res.Body)
-			assert.Zero(t, env.Rows(t))
-		})
-	}
-}
-
 func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
 	t.Parallel()
 	env := webtest.NewEnv(t, "echo")
@@ -661,9 +727,7 @@ func TestWriterKeepsItsInterfaces(t *testing.T) {
 				return c.String(200, "ok")
 			})
 			assert.Equal(t, 200, webtest.Serve(t, e, "GET", "/", "").Status)
-			// The buffer takes io.Copy through Write; streaming keeps ReadFrom.
-			want := fmt.Sprint(true, true, mode.cfg.Buffer == 0, true)
-			assert.Equal(t, []string{want, "<nil>"}, got)
+			assert.Equal(t, []string{"true true true true", "<nil>"}, got)
 		})
 	}
 }

@@ -18,9 +18,11 @@
 //   - the status commits (below 400 by default, see [Options].Commit): every
 //     transaction the request used is committed. If the commit fails, the
 //     client gets 500 instead of the handler's response (503 with
-//     Retry-After for a serialization failure or deadlock, 504 when the
-//     unit's Timeout passed); the handler's later writes are discarded, as
-//     if they had been sent, and the error goes to Options.ErrorHandler;
+//     Retry-After for a serialization failure or deadlock when nothing
+//     committed, 504 when Options.Timeout passed first; always 500 for a
+//     partial commit across several databases); the handler's later writes
+//     are discarded, as if they had been sent, and the error goes to
+//     Options.ErrorHandler;
 //   - otherwise everything is rolled back and the handler's response goes
 //     through unchanged;
 //   - a panic rolls back and goes on (to your recoverer); a cancelled request
@@ -42,8 +44,19 @@
 // and the client gets the error response.
 //
 // The wrapped ResponseWriter keeps [http.Flusher], [http.Hijacker],
-// [io.ReaderFrom] and Unwrap (for [http.ResponseController]); it is built
-// with [github.com/felixge/httpsnoop].
+// [io.ReaderFrom] and Unwrap (for [http.ResponseController]) in both modes:
+// in streaming mode it is built with [github.com/felixge/httpsnoop]; in
+// buffered mode the buffer implements them (see below).
+//
+// # Timeout
+//
+// Options.Timeout is a deadline on the request's context, which the handler
+// gets and the unit runs under. If it passes before the decision, the unit
+// is rolled back at once, and a status that would commit becomes 504 (a
+// status the policy rejects, such as the handler's own 408, goes through).
+// Deciding does not cancel the context: a handler that goes on streaming
+// after a flush, or serving a hijacked connection, keeps it until it
+// returns or the deadline passes.
 //
 // # Buffered mode and retries
 //
@@ -55,8 +68,10 @@
 // replaying the request body, as long as nothing has reached the client. This
 // is what makes SERIALIZABLE isolation practical behind HTTP handlers. A
 // larger response, a Flush or a Hijack falls back to streaming, decided at
-// that moment with the guarantee above. Handlers may then run more than once:
-// keep side effects in [uow.AfterCommit] hooks.
+// that moment with the guarantee above; an io.Copy (ReadFrom) is buffered up
+// to the limit too. As without the buffer, the headers sent are those set
+// when the status was set; later changes count only for trailers. Handlers
+// may run more than once: keep side effects in [uow.AfterCommit] hooks.
 //
 // # Options
 //

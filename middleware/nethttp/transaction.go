@@ -26,8 +26,14 @@ type Options struct {
 	// UnitOptions returns the options of the request's unit, e.g.
 	// ReadOnlySafeMethods.
 	UnitOptions func(r *http.Request) []uow.Option
-	// Timeout bounds the unit: when it passes, the unit is rolled back and,
-	// unless the response has already been decided, the client gets 504.
+	// Timeout, when positive, is a deadline on the request's context, which
+	// the handler gets and the unit runs under (in buffered mode, each run
+	// of the handler gets its own). If it passes before the decision, the
+	// unit is rolled back at once, a running statement is interrupted, and
+	// a status the commit policy accepts becomes 504, while one it rejects
+	// (the handler's own 408, say) goes through. The decision does not
+	// cancel the context: after a WriteHeader, a flush or a hijack, the
+	// handler keeps it until it returns or the deadline passes.
 	Timeout time.Duration
 	// ErrorHandler receives commit failures (a *uow.CommitError, or the
 	// rollback-only or context error) and rollback errors, on the request's
@@ -36,6 +42,15 @@ type Options struct {
 	// was cancelled (the client left), Warn when a deadline passed, and
 	// Error otherwise, always for a partial or unknown commit.
 	ErrorHandler func(r *http.Request, err error)
+	// FailureResponse writes the body of the response that replaces the
+	// handler's when the unit could not be committed: 500, 503 for a
+	// retryable failure (Retry-After is already set), 504 when Timeout
+	// passed first. Use it to answer in the application's error format. The
+	// handler's headers are gone, and the client gets status whatever the
+	// function writes: it may set headers and write a body, nothing more.
+	// err is the unit's error, for choosing a message, not for the client.
+	// Default: the status text as plain text.
+	FailureResponse func(w http.ResponseWriter, r *http.Request, status int, err error)
 	// Buffer, when positive, buffers responses up to this many bytes so that
 	// nothing reaches the client before the decision, and lets Retry re-run
 	// the handler. A larger response, a Flush or a Hijack falls back to
@@ -82,7 +97,7 @@ func TransactionWithOptions(m *uow.Manager, o Options) func(http.Handler) http.H
 	}
 	c := httpunit.NewConfig(m, httpunit.Settings{
 		Commit: o.Commit, UnitOptions: o.UnitOptions, Timeout: o.Timeout, Buffer: o.Buffer,
-		Retry: o.Retry, RetryAfter: o.RetryAfter, Report: o.ErrorHandler,
+		Retry: o.Retry, RetryAfter: o.RetryAfter, Report: o.ErrorHandler, Failure: o.FailureResponse,
 	})
 	return func(next http.Handler) http.Handler {
 		return &handler{c: c, skipper: o.Skipper, next: next}
@@ -117,5 +132,5 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	h.c.Serve(w, r, h.next.ServeHTTP)
+	h.c.Serve(w, r, h.next.ServeHTTP, nil)
 }

@@ -1,0 +1,118 @@
+package webtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/uowkit/uowkit/internal/httpunit"
+	"github.com/uowkit/uowkit/uow"
+)
+
+// Setup is what a shared scenario asks a framework's test to serve.
+type Setup struct {
+	// M begins the units.
+	M *uow.Manager
+	// Settings are the middleware's options in framework-neutral form; the
+	// adapter maps each field to its own option (Report to the error hook,
+	// Failure to the failure writer), passing the *http.Request, or nil
+	// when the hook was called without its request.
+	Settings httpunit.Settings
+	// Outer, if set, is a middleware further out than the unit's (inside
+	// the framework's recoverer): it runs next, possibly with another
+	// request.
+	Outer func(w http.ResponseWriter, r *http.Request, next func(*http.Request))
+	// Handler is the route's handler for every method and path, written
+	// against net/http: Echo's adapter passes c.Response() and c.Request()
+	// and returns the error to Echo; net/http's answers an error with 500.
+	Handler func(w http.ResponseWriter, r *http.Request) error
+}
+
+// Stack serves a Setup through one framework and its unit middleware.
+type Stack func(Setup) http.Handler
+
+// mode is one way the middleware can hold a response.
+type mode struct {
+	Name     string
+	Settings httpunit.Settings
+}
+
+// modes returns streaming and buffered mode: a shared behaviour must be
+// decided the same in both.
+func modes() []mode {
+	return []mode{{"streaming", httpunit.Settings{}}, {"buffered", httpunit.Settings{Buffer: 1 << 16}}}
+}
+
+// HijackReply takes the connection over through http.ResponseController,
+// calls then, and answers on the connection with [Reply].
+func HijackReply(w http.ResponseWriter, body string, then func()) error {
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return err
+	}
+	then()
+	return Reply(conn, rw, body)
+}
+
+// Reply answers on a hijacked connection with a raw 200 carrying body, and
+// closes it.
+func Reply(conn net.Conn, rw *bufio.ReadWriter, body string) error {
+	defer conn.Close()
+	fmt.Fprintf(rw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	return rw.Flush()
+}
+
+// endOnDemand returns a child of parent that ends with err
+// (context.Canceled or context.DeadlineExceeded) when end is called: a
+// cancellation or a deadline exactly when a test says so, with no clock to
+// wait for. end is idempotent; call it at the latest when the request is
+// over.
+func endOnDemand(parent context.Context, err error) (ctx context.Context, end func()) {
+	c := &ending{Context: parent, done: make(chan struct{}), err: err}
+	return c, func() { c.once.Do(func() { close(c.done) }) }
+}
+
+type ending struct {
+	context.Context
+	done chan struct{}
+	err  error
+	once sync.Once
+}
+
+func (c *ending) Done() <-chan struct{} { return c.done }
+
+func (c *ending) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Scenarios runs the framework-independent scenarios against stack, each as
+// a parallel subtest named after it, on databases of tag.
+func Scenarios(t *testing.T, tag string, stack Stack) {
+	for _, sc := range []struct {
+		name string
+		run  func(*testing.T, string, Stack)
+	}{
+		{"TwoDatabases", twoDatabases},
+		{"Deadline", deadline},
+		{"RetryBackoffEnds", retryBackoffEnds},
+		{"LargeRequestBody", largeRequestBody},
+		{"PanicRollsBackAtOnce", panicRollsBackAtOnce},
+		{"CommitPolicy", commitPolicy},
+		{"LateHeaders", lateHeaders},
+		{"FailureResponse", failureResponse},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			sc.run(t, tag, stack)
+		})
+	}
+}

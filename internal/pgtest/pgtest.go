@@ -119,7 +119,14 @@ func database(tag string) (string, error) {
 // the test, after checking that the test left no connection in use.
 func Open(tb testing.TB, tag string) *sqlx.DB {
 	tb.Helper()
-	db, err := sqlx.Open("postgres", URL(tb, tag))
+	return openPool(tb, URL(tb, tag))
+}
+
+// openPool opens a pool on u, closed at the end of the test after checking
+// that the test left no connection in use.
+func openPool(tb testing.TB, u string) *sqlx.DB {
+	tb.Helper()
+	db, err := sqlx.Open("postgres", u)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -6,5 +6,7 @@
 //
 // Environment: DATABASE_URL (PostgreSQL, lib/pq syntax; unset: SQLite),
 // SQLITE_PATH (default uowkit-webapp.db in the system's temporary directory),
-// ADDR (default :8080), LOG_LEVEL (debug, info, warn, error; default info).
+// ADDR (default :8080), LOG_LEVEL (debug, info, warn, error; default info),
+// SHUTDOWN_GRACE (default 15s: how long requests in flight at SIGINT or
+// SIGTERM may take to finish before they are cancelled).
 package main

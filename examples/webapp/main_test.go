@@ -1,79 +1,154 @@
 package main
 
 import (
-	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/uowkit/uowkit/examples/webapp/app"
-	"github.com/uowkit/uowkit/examples/webapp/store"
 	"github.com/uowkit/uowkit/internal/pgtest"
-	"github.com/uowkit/uowkit/repo"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// The layering test runs without PostgreSQL; only the others skip.
+func TestMain(m *testing.M) { os.Exit(pgtest.MainOptional(m)) }
 
-// A request in flight when the signal comes finishes, and its unit commits;
-// new connections are refused; serve returns.
-func TestGracefulShutdownLetsInFlightUnitsFinish(t *testing.T) {
-	db := pgtest.Open(t, "webapp_main")
-	require.NoError(t, store.Migrate(context.Background(), db))
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := app.New(db, log)
-	require.NoError(t, err)
-	inside, release := make(chan struct{}), make(chan struct{})
-	// A slow route for the test: it writes through the request's unit, then
-	// waits to be released.
-	a.Echo.POST("/slow", func(c echo.Context) error {
-		ctx := c.Request().Context()
-		if _, err := repo.From(ctx, db).ExecContext(ctx, `INSERT INTO teams (name, capacity) VALUES ('slow', 1)`); err != nil {
-			return err
-		}
-		close(inside)
-		<-release
-		return c.NoContent(http.StatusCreated)
-	})
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, signal := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, &http.Server{Handler: a.Echo}, ln, log, 10*time.Second) }()
+// service is run, serving a fresh PostgreSQL database in the background.
+type service struct {
+	t    *testing.T
+	addr string
+	done chan error
+	db   *sqlx.DB // the test's own pool on the service's database
+}
 
-	status := make(chan int, 1)
+func startService(t *testing.T, grace time.Duration) *service {
+	url := pgtest.FreshURL(t, "webapp_"+t.Name())
+	s := &service{t: t, done: make(chan error, 1), db: sqlx.MustOpen("postgres", url)}
+	t.Cleanup(func() { s.db.Close() })
+	ready := make(chan net.Addr, 1)
 	go func() {
-		res, err := http.Post("http://"+ln.Addr().String()+"/slow", "", strings.NewReader(""))
-		if err != nil {
-			status <- 0
-			return
-		}
-		res.Body.Close()
-		status <- res.StatusCode
+		s.done <- run(config{DatabaseURL: url, Addr: "127.0.0.1:0", Grace: grace}, quiet, func(a net.Addr) { ready <- a })
 	}()
-	<-inside
-	signal() // SIGTERM
-	// The listener closes before in-flight requests are waited for.
-	require.Eventually(t, func() bool {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	}, 5*time.Second, 10*time.Millisecond, "new connections are refused during shutdown")
-	close(release)
-	assert.Equal(t, http.StatusCreated, <-status)
-	require.NoError(t, <-done)
+	select {
+	case a := <-ready:
+		s.addr = a.String()
+	case err := <-s.done:
+		t.Fatalf("run: %v", err)
+	}
+	return s
+}
+
+// post sends a JSON POST and decodes the JSON answer.
+func (s *service) post(path, body string) (int, map[string]any) {
+	res, err := http.Post("http://"+s.addr+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, map[string]any{"transport": err.Error()}
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		out = map[string]any{"decode": err.Error()}
+	}
+	return res.StatusCode, out
+}
+
+// stuckJoin starts a join that waits in the database for the team row, held
+// by the returned transaction, and returns once it is waiting.
+func (s *service) stuckJoin() (*sqlx.Tx, chan map[string]any) {
+	t := s.t
+	status, body := s.post("/teams", `{"name":"Reds","capacity":5}`)
+	require.Equal(t, 201, status, body)
+	team := int64(body["id"].(float64))
+	v, err := s.db.Beginx()
+	require.NoError(t, err)
+	t.Cleanup(func() { v.Rollback() })
+	v.MustExec(`SELECT 1 FROM teams WHERE id = $1 FOR UPDATE`, team)
+	answer := make(chan map[string]any, 1)
+	go func() {
+		status, body := s.post(fmt.Sprintf("/teams/%d/players", team), `{"name":"Ann"}`)
+		body["status"] = status
+		answer <- body
+	}()
+	pgtest.WaitBlocked(t, s.db, "FROM teams WHERE id", 1)
+	return v, answer
+}
+
+// signal sends sig to this process, where run is catching it. Should run
+// not catch it, a handler of the test's own keeps it from killing the test
+// binary, and the test fails instead.
+func (s *service) signal(sig syscall.Signal) {
+	guard := make(chan os.Signal, 1)
+	signal.Notify(guard, sig)
+	s.t.Cleanup(func() { signal.Stop(guard) })
+	require.NoError(s.t, syscall.Kill(os.Getpid(), sig))
+}
+
+// stopped waits for run to return.
+func (s *service) stopped() error {
+	select {
+	case err := <-s.done:
+		return err
+	case <-time.After(time.Minute):
+		s.t.Fatal("run did not return a minute after the signal")
+		return nil
+	}
+}
+
+// SIGTERM and SIGINT start a graceful shutdown: the listener closes at once,
+// the request in flight finishes and its unit commits, and run returns nil
+// (exit code 0).
+func TestSignalsShutDownGracefully(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			s := startService(t, time.Minute)
+			v, answer := s.stuckJoin()
+			s.signal(sig)
+			require.Eventually(t, func() bool {
+				c, err := net.Dial("tcp", s.addr)
+				if err == nil {
+					c.Close()
+				}
+				return err != nil
+			}, 10*time.Second, 10*time.Millisecond, "new connections are refused during shutdown")
+			require.NoError(t, v.Rollback()) // the join goes on
+			assert.Equal(t, 201, (<-answer)["status"])
+			require.NoError(t, s.stopped())
+			var n int
+			require.NoError(t, s.db.Get(&n, `SELECT count(*) FROM players`))
+			assert.Equal(t, 1, n, "the in-flight request's unit committed")
+		})
+	}
+}
+
+// When the grace period passes with a request still in flight, the request
+// is cancelled: its unit rolls back and lets go of the database while the
+// lock it waited for is still held, the client gets the API's 503, and run
+// returns nil, the shutdown having done what it should.
+func TestGraceExpiryCancelsRequestsInFlight(t *testing.T) {
+	s := startService(t, 50*time.Millisecond)
+	v, answer := s.stuckJoin()
+	s.signal(syscall.SIGTERM)
+	require.NoError(t, s.stopped())
+	assert.Equal(t, map[string]any{"status": 503, "error": "request cancelled"}, <-answer)
+	var waiting int
+	require.NoError(t, s.db.Get(&waiting, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND wait_event_type = 'Lock'`))
+	assert.Zero(t, waiting, "no statement of the service still waits for the lock")
+	require.NoError(t, v.Rollback())
 	var n int
-	require.NoError(t, db.Get(&n, `SELECT count(*) FROM teams WHERE name = 'slow'`))
-	assert.Equal(t, 1, n, "the in-flight request's unit committed")
+	require.NoError(t, s.db.Get(&n, `SELECT count(*) FROM players`))
+	assert.Zero(t, n, "the cancelled request's unit rolled back")
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 	_ "github.com/lib/pq"  // PostgreSQL
 	_ "modernc.org/sqlite" // SQLite, pure Go
 
@@ -17,6 +17,7 @@ import (
 	"github.com/uowkit/uowkit/examples/webapp/service"
 	"github.com/uowkit/uowkit/examples/webapp/store"
 	uowecho "github.com/uowkit/uowkit/middleware/echo"
+	"github.com/uowkit/uowkit/retry"
 	"github.com/uowkit/uowkit/uow"
 )
 
@@ -30,11 +31,25 @@ type App struct {
 	Manager *uow.Manager
 }
 
+// MaxConns is the size of the PostgreSQL pool.
+const MaxConns = 20
+
 // Open opens PostgreSQL at databaseURL, or, when it is empty, the SQLite
 // file at sqlitePath (created if missing).
 func Open(databaseURL, sqlitePath string) (*sqlx.DB, error) {
 	if databaseURL != "" {
-		return sqlx.Open("postgres", databaseURL)
+		db, err := sqlx.Open("postgres", databaseURL)
+		if err != nil {
+			return nil, err
+		}
+		// A bounded pool: a burst of requests queues for a connection
+		// instead of exhausting the server's (100 by default), and the
+		// connections stay open between bursts (database/sql keeps only 2
+		// idle ones by default, and PostgreSQL starts a process for each
+		// new one).
+		db.SetMaxOpenConns(MaxConns)
+		db.SetMaxIdleConns(MaxConns)
+		return db, nil
 	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(5000)")
@@ -51,14 +66,39 @@ func Open(databaseURL, sqlitePath string) (*sqlx.DB, error) {
 	return db, nil
 }
 
+// RetryPolicy re-runs a request whose unit failed with a deadlock or a
+// serialization failure (at any statement or at COMMIT) on a fresh unit: a
+// few attempts with jittered backoff, and never for longer than a client
+// would wait. When it gives up the client gets 503 with Retry-After.
+var RetryPolicy = retry.Policy{
+	MaxAttempts: 5,
+	BaseDelay:   10 * time.Millisecond,
+	MaxDelay:    250 * time.Millisecond,
+	MaxElapsed:  5 * time.Second,
+}
+
+// Buffer is how much of a response the middleware holds back until the
+// unit is finished, so that a failed commit or a retry can still replace
+// it, and how large a request body it keeps to replay. It is larger than
+// any response of this API (a full team: MaxCapacity players with names of
+// MaxName characters, escaped) and than httpapi.MaxBody.
+const Buffer = 1 << 20
+
 // New wires the service over db, whose schema must be migrated
-// (store.Migrate).
+// (store.Migrate). opts come after the app's own manager options (an
+// Observer given here replaces the slog one).
 func New(db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*App, error) {
 	d, err := store.DialectOf(db)
 	if err != nil {
 		return nil, err
 	}
-	m := uow.New(db, append([]uow.ManagerOption{uow.WithObserver(uow.NewSlogObserver(log))}, opts...)...)
+	m := uow.New(db, append([]uow.ManagerOption{
+		uow.WithObserver(uow.NewSlogObserver(log)), // retries at Warn, failures at Error
+		// A command run outside a request (a job, a CLI) is an outermost
+		// Do, and retries by itself; inside a request it joins the
+		// request's unit, which the middleware retries.
+		uow.WithDefaults(uow.Retry(RetryPolicy)),
+	}, opts...)...)
 	// Repositories are bound explicitly to each unit's handle.
 	runner := uow.NewRunner(m, func(u *uow.Unit) service.Repos {
 		q := u.DB()
@@ -75,20 +115,38 @@ func New(db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*App, error)
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.Use(middleware.Recover())
+	e.Use(httpapi.Recover())
+	policy := RetryPolicy
 	e.Use(uowecho.MiddlewareWithConfig(uowecho.Config{
-		Manager:     m,
-		UnitOptions: uowecho.ReadOnlySafeMethods, // the read side runs read-only
+		Manager:         m,
+		UnitOptions:     uowecho.ReadOnlySafeMethods, // the read side runs read-only
+		Buffer:          Buffer,
+		Retry:           &policy,
+		FailureResponse: httpapi.UnitFailure,
 		ErrorHandler: func(c echo.Context, err error) {
-			level := slog.LevelError
-			if errors.Is(err, context.Canceled) && !errors.Is(err, uow.ErrPartialCommit) {
-				level = slog.LevelInfo // the client left: rolled back, nothing to fix
-			}
-			log.Log(c.Request().Context(), level, "unit not committed", slog.String("path", c.Request().URL.Path), slog.Any("error", err))
+			r := c.Request()
+			log.Log(r.Context(), unitErrorLevel(err), "unit not committed",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 		},
 	}))
 	httpapi.Register(e, svc, log)
 	return &App{Echo: e, Bus: bus, Manager: m}, nil
+}
+
+// unitErrorLevel says how bad a unit's failure to commit is: a request whose
+// context was cancelled (the client left, the server is shutting down) was
+// rolled back as it should be; a passed deadline is a warning; anything
+// else, and any commit that may be partly or wholly durable, is an error.
+func unitErrorLevel(err error) slog.Level {
+	switch {
+	case errors.Is(err, uow.ErrPartialCommit), errors.Is(err, uow.ErrCommitUnknown):
+		return slog.LevelError
+	case errors.Is(err, context.Canceled):
+		return slog.LevelInfo
+	case errors.Is(err, context.DeadlineExceeded):
+		return slog.LevelWarn
+	}
+	return slog.LevelError
 }
 
 // Compile-time checks that the store implements what the service needs.

@@ -5,21 +5,22 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
 // Team is a team with a limited number of places.
 type Team struct {
-	ID       int64  `db:"id" json:"id"`
-	Name     string `db:"name" json:"name"`
-	Capacity int    `db:"capacity" json:"capacity"`
+	ID       int64
+	Name     string
+	Capacity int
 }
 
 // Player belongs to one team.
 type Player struct {
-	ID     int64  `db:"id" json:"id"`
-	Name   string `db:"name" json:"name"`
-	TeamID int64  `db:"team_id" json:"team_id"`
+	ID     int64
+	Name   string
+	TeamID int64
 }
 
 // Roster is a team with its players: the read model of GET /teams/{id}.
@@ -31,7 +32,8 @@ type Roster struct {
 // MaxCapacity bounds a team's size.
 const MaxCapacity = 1000
 
-const maxName = 100
+// MaxName bounds a name's length, in characters.
+const MaxName = 100
 
 // NewTeam validates a team before it is created.
 func NewTeam(name string, capacity int) (Team, error) {
@@ -54,13 +56,20 @@ func NewPlayer(name string, team int64) (Player, error) {
 	return Player{Name: name, TeamID: team}, nil
 }
 
+// cleanName trims a name and checks it: not empty, valid UTF-8, no control
+// characters (NUL, newlines, escapes: PostgreSQL refuses NUL in text, and
+// none of them belongs in a name), at most MaxName characters.
 func cleanName(what, name string) (string, error) {
 	name = strings.TrimSpace(name)
 	switch {
 	case name == "":
 		return "", Errorf(Invalid, "%s name is required", what)
-	case utf8.RuneCountInString(name) > maxName:
-		return "", Errorf(Invalid, "%s name is longer than %d characters", what, maxName)
+	case !utf8.ValidString(name):
+		return "", Errorf(Invalid, "%s name is not valid UTF-8", what)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return "", Errorf(Invalid, "%s name contains a control character", what)
+	case utf8.RuneCountInString(name) > MaxName:
+		return "", Errorf(Invalid, "%s name is longer than %d characters", what, MaxName)
 	}
 	return name, nil
 }
@@ -74,12 +83,27 @@ func (t Team) Admit(taken int) error {
 	return nil
 }
 
+// MoveTo returns the player moved to team to, which has taken players
+// already. A player already on to stays where it is, whether or not the team
+// is full: moving is idempotent. Otherwise to must have a free place
+// (Conflict).
+func (p Player) MoveTo(to Team, taken int) (Player, error) {
+	if p.TeamID == to.ID {
+		return p, nil
+	}
+	if err := to.Admit(taken); err != nil {
+		return p, err
+	}
+	p.TeamID = to.ID
+	return p, nil
+}
+
 // Event is something that happened, recorded with the change that caused it.
 type Event struct {
-	ID      int64     `db:"id" json:"id"`
-	Type    string    `db:"type" json:"type"`
-	Payload string    `db:"payload" json:"payload"`
-	At      time.Time `db:"created_at" json:"at"`
+	ID      int64
+	Type    string
+	Payload string // JSON
+	At      time.Time
 }
 
 // Event types.

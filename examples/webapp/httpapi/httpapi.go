@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/uowkit/uowkit/examples/webapp/domain"
+	"github.com/uowkit/uowkit/retry"
 )
 
 // Service is what the handlers need from the application.
@@ -21,6 +24,31 @@ type Service interface {
 	MovePlayer(ctx context.Context, player, team int64) (domain.Player, error)
 	Team(ctx context.Context, id int64) (domain.Roster, error)
 }
+
+// The API's JSON shapes. The domain's types carry no wire names: these do.
+type (
+	teamJSON struct {
+		ID       int64  `json:"id"`
+		Name     string `json:"name"`
+		Capacity int    `json:"capacity"`
+	}
+	playerJSON struct {
+		ID     int64  `json:"id"`
+		Name   string `json:"name"`
+		TeamID int64  `json:"team_id"`
+	}
+	memberJSON struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}
+	rosterJSON struct {
+		teamJSON
+		Players []memberJSON `json:"players"`
+	}
+	errorJSON struct {
+		Error string `json:"error"`
+	}
+)
 
 type handlers struct {
 	svc Service
@@ -50,7 +78,7 @@ func (h *handlers) createTeam(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, t)
+	return c.JSON(http.StatusCreated, teamJSON(t))
 }
 
 func (h *handlers) addPlayer(c echo.Context) error {
@@ -68,7 +96,7 @@ func (h *handlers) addPlayer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, p)
+	return c.JSON(http.StatusCreated, playerJSON(p))
 }
 
 func (h *handlers) movePlayer(c echo.Context) error {
@@ -89,7 +117,7 @@ func (h *handlers) movePlayer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, p)
+	return c.JSON(http.StatusOK, playerJSON(p))
 }
 
 func (h *handlers) team(c echo.Context) error {
@@ -101,15 +129,11 @@ func (h *handlers) team(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	type player struct {
-		ID   int64  `json:"id"`
-		Name string `json:"name"`
-	}
-	players := make([]player, len(r.Players))
+	out := rosterJSON{teamJSON: teamJSON(r.Team), Players: make([]memberJSON, len(r.Players))}
 	for i, p := range r.Players {
-		players[i] = player{p.ID, p.Name}
+		out.Players[i] = memberJSON{p.ID, p.Name}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"id": r.ID, "name": r.Name, "capacity": r.Capacity, "players": players})
+	return c.JSON(http.StatusOK, out)
 }
 
 func id(c echo.Context) (int64, error) {
@@ -120,12 +144,19 @@ func id(c echo.Context) (int64, error) {
 	return n, nil
 }
 
-// decode reads a JSON body strictly: one object, known fields only.
+// MaxBody bounds a request body, in bytes.
+const MaxBody = 1 << 16
+
+// decode reads a JSON body strictly: one object, known fields only, nothing
+// after it but white space.
 func decode(c echo.Context, v any) error {
-	d := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<16))
+	d := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, MaxBody))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
 		return domain.Errorf(domain.Invalid, "invalid JSON body")
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return domain.Errorf(domain.Invalid, "invalid JSON body: trailing data")
 	}
 	return nil
 }
@@ -136,29 +167,111 @@ var statuses = map[domain.Code]int{
 	domain.Conflict: http.StatusConflict,
 }
 
+// Messages of the errors that are not the client's: nothing more is said.
+const (
+	msgInternal  = "internal error"
+	msgConflict  = "conflict with a concurrent request; try again"
+	msgCancelled = "request cancelled"
+	msgTimeout   = "timeout"
+)
+
+// retryAfter is the Retry-After of 503 answers, in seconds.
+const retryAfter = "1"
+
 // error is the one place errors become responses: application errors by
-// code, Echo's own (unknown route, method) by status; anything else is
-// logged and shown only as "internal error".
+// code, Echo's own (unknown route, method) by status, and the rest by what
+// went wrong, logged, with a fixed message that tells the client nothing
+// internal.
 func (h *handlers) error(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, msg := http.StatusInternalServerError, "internal error"
-	var he *echo.HTTPError
-	switch {
-	case errors.As(err, &he):
-		status, msg = he.Code, fmt.Sprint(he.Message)
-		if status >= 500 {
-			msg = http.StatusText(status)
-		}
-	case domain.ErrorCode(err) != domain.Internal:
-		status, msg = statuses[domain.ErrorCode(err)], err.Error()
-	}
+	r := c.Request()
+	status, msg, level := classify(r.Context(), err)
 	if status >= 500 {
-		h.log.ErrorContext(c.Request().Context(), "request failed", slog.String("method", c.Request().Method),
-			slog.String("path", c.Request().URL.Path), slog.Any("error", err))
+		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", status), slog.Any("error", err)}
+		var pe *panicError
+		if errors.As(err, &pe) {
+			attrs = append(attrs, slog.String("stack", string(pe.stack)))
+		}
+		h.log.LogAttrs(r.Context(), level, "request failed", attrs...)
 	}
-	if err := c.JSON(status, map[string]string{"error": msg}); err != nil {
-		h.log.ErrorContext(c.Request().Context(), "writing error response", slog.Any("error", err))
+	if status == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", retryAfter)
+	}
+	if err := c.JSON(status, errorJSON{msg}); err != nil {
+		h.log.ErrorContext(r.Context(), "writing error response", slog.Any("error", err))
 	}
 }
+
+// classify returns the status and message for err, and the level at which
+// a server-side failure is logged.
+func classify(ctx context.Context, err error) (int, string, slog.Level) {
+	var he *echo.HTTPError
+	var pe *panicError
+	switch {
+	case errors.As(err, &pe):
+		return http.StatusInternalServerError, msgInternal, slog.LevelError
+	case errors.As(err, &he):
+		if he.Code >= 500 {
+			return he.Code, http.StatusText(he.Code), slog.LevelError
+		}
+		return he.Code, fmt.Sprint(he.Message), slog.LevelInfo
+	case domain.ErrorCode(err) != domain.Internal:
+		return statuses[domain.ErrorCode(err)], err.Error(), slog.LevelInfo
+	case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
+		// The client left, or the server is shutting down and cancelled
+		// the request: the unit rolled back, and there is nothing to fix.
+		// (lib/pq reports a cancelled statement as 57014, not as
+		// context.Canceled: the request's context says why.)
+		return http.StatusServiceUnavailable, msgCancelled, slog.LevelInfo
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, msgTimeout, slog.LevelWarn
+	case retry.Retryable(err):
+		// A deadlock or serialization failure: the middleware re-runs the
+		// request while its policy allows, and this answer only reaches
+		// the client when it gives up.
+		return http.StatusServiceUnavailable, msgConflict, slog.LevelWarn
+	}
+	return http.StatusInternalServerError, msgInternal, slog.LevelError
+}
+
+// UnitFailure answers, in the API's error shape, a request whose unit of
+// work could not be committed (500), could not be committed for a reason
+// worth retrying or was cancelled while waiting to be re-run (503, its
+// Retry-After already set), or ran out of time (504). It is the Echo
+// middleware's FailureResponse; err only chooses the message, and is logged
+// by the middleware's ErrorHandler, never shown.
+func UnitFailure(_ echo.Context, w http.ResponseWriter, status int, err error) {
+	msg := msgInternal
+	switch {
+	case status == http.StatusGatewayTimeout:
+		msg = msgTimeout
+	case status == http.StatusServiceUnavailable && errors.Is(err, context.Canceled):
+		msg = msgCancelled
+	case status == http.StatusServiceUnavailable:
+		msg = msgConflict
+	}
+	w.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	_ = json.NewEncoder(w).Encode(errorJSON{msg})
+}
+
+// Recover is Echo's Recover middleware with panics handed to the API's error
+// handler, which logs them with their stack through slog and answers 500.
+func Recover() echo.MiddlewareFunc {
+	return middleware.RecoverWithConfig(middleware.RecoverConfig{
+		LogErrorFunc: func(_ echo.Context, err error, stack []byte) error {
+			return &panicError{err: err, stack: stack}
+		},
+	})
+}
+
+// panicError is a recovered panic on its way to the error handler.
+type panicError struct {
+	err   error
+	stack []byte
+}
+
+func (e *panicError) Error() string { return "panic: " + e.err.Error() }
+func (e *panicError) Unwrap() error { return e.err }

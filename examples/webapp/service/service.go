@@ -82,9 +82,12 @@ func (s *Service) CreateTeam(ctx context.Context, name string, capacity int) (te
 		if err := r.Rosters.Init(ctx, team.ID); err != nil {
 			return err
 		}
-		return s.record(ctx, r, domain.TeamCreated, team)
+		return s.record(ctx, r, domain.TeamCreated, teamCreated{team.ID, team.Name, team.Capacity})
 	})
-	return team, err
+	if err != nil {
+		return domain.Team{}, err
+	}
+	return team, nil
 }
 
 // AddPlayer adds a player to a team if it has a free place.
@@ -94,7 +97,15 @@ func (s *Service) AddPlayer(ctx context.Context, teamID int64, name string) (pla
 		return domain.Player{}, err
 	}
 	err = s.tx.Do(ctx, func(ctx context.Context, r Repos) error {
-		if err := admit(ctx, r, teamID); err != nil {
+		team, err := r.Teams.Lock(ctx, teamID)
+		if err != nil {
+			return err
+		}
+		taken, err := r.Rosters.Count(ctx, teamID)
+		if err != nil {
+			return err
+		}
+		if err := team.Admit(taken); err != nil {
 			return err
 		}
 		if player, err = r.Players.Create(ctx, p); err != nil {
@@ -103,17 +114,23 @@ func (s *Service) AddPlayer(ctx context.Context, teamID int64, name string) (pla
 		if err := r.Rosters.Add(ctx, teamID, 1); err != nil {
 			return err
 		}
-		return s.record(ctx, r, domain.PlayerJoined, player)
+		return s.record(ctx, r, domain.PlayerJoined, playerJoined{player.ID, player.Name, player.TeamID})
 	})
-	return player, err
+	if err != nil {
+		return domain.Player{}, err
+	}
+	return player, nil
 }
 
 // MovePlayer moves a player to another team atomically: it leaves one and
-// joins the other, or nothing happens.
+// joins the other, or nothing happens. Moving a player to the team it is on
+// changes nothing and records no event.
+//
+// Locks are taken in one order by every command, so that no two can wait
+// for each other (a deadlock): the player first, then the teams by
+// ascending id (AddPlayer locks one team and no player row).
 func (s *Service) MovePlayer(ctx context.Context, playerID, teamID int64) (player domain.Player, err error) {
 	err = s.tx.Do(ctx, func(ctx context.Context, r Repos) error {
-		// Lock order: the player, then the teams by id, so that concurrent
-		// moves and joins cannot deadlock.
 		if player, err = r.Players.Lock(ctx, playerID); err != nil {
 			return err
 		}
@@ -121,12 +138,21 @@ func (s *Service) MovePlayer(ctx context.Context, playerID, teamID int64) (playe
 		if from == teamID {
 			return nil
 		}
+		var to domain.Team
 		for _, id := range []int64{min(from, teamID), max(from, teamID)} {
-			if _, err := r.Teams.Lock(ctx, id); err != nil {
+			t, err := r.Teams.Lock(ctx, id)
+			if err != nil {
 				return err
 			}
+			if id == teamID {
+				to = t
+			}
 		}
-		if err := admit(ctx, r, teamID); err != nil {
+		taken, err := r.Rosters.Count(ctx, teamID)
+		if err != nil {
+			return err
+		}
+		if player, err = player.MoveTo(to, taken); err != nil {
 			return err
 		}
 		if err := r.Players.SetTeam(ctx, playerID, teamID); err != nil {
@@ -138,29 +164,37 @@ func (s *Service) MovePlayer(ctx context.Context, playerID, teamID int64) (playe
 		if err := r.Rosters.Add(ctx, teamID, 1); err != nil {
 			return err
 		}
-		player.TeamID = teamID
-		return s.record(ctx, r, domain.PlayerMoved, map[string]int64{"player": playerID, "from": from, "to": teamID})
+		return s.record(ctx, r, domain.PlayerMoved, playerMoved{playerID, from, teamID})
 	})
-	return player, err
-}
-
-// admit locks the team and checks it has a free place.
-func admit(ctx context.Context, r Repos, teamID int64) error {
-	team, err := r.Teams.Lock(ctx, teamID)
 	if err != nil {
-		return err
+		return domain.Player{}, err
 	}
-	taken, err := r.Rosters.Count(ctx, teamID)
-	if err != nil {
-		return err
-	}
-	return team.Admit(taken)
+	return player, nil
 }
 
 // Team returns a team with its players, from the read side.
 func (s *Service) Team(ctx context.Context, id int64) (domain.Roster, error) {
 	return s.queries.Roster(ctx, id)
 }
+
+// Event payloads, as stored in events.payload and published.
+type (
+	teamCreated struct {
+		ID       int64  `json:"id"`
+		Name     string `json:"name"`
+		Capacity int    `json:"capacity"`
+	}
+	playerJoined struct {
+		ID     int64  `json:"id"`
+		Name   string `json:"name"`
+		TeamID int64  `json:"team_id"`
+	}
+	playerMoved struct {
+		Player int64 `json:"player"`
+		From   int64 `json:"from"`
+		To     int64 `json:"to"`
+	}
+)
 
 // record appends the event in the unit and publishes it once the unit has
 // committed, so nothing is published for work that rolled back.

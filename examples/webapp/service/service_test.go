@@ -138,6 +138,8 @@ func TestInvalidInputNeverOpensAUnit(t *testing.T) {
 	assert.Equal(t, domain.Invalid, domain.ErrorCode(err))
 	_, err = svc.AddPlayer(ctx, 1, "")
 	assert.Equal(t, domain.Invalid, domain.ErrorCode(err))
+	_, err = svc.AddPlayer(ctx, 1, "nul\x00byte")
+	assert.Equal(t, domain.Invalid, domain.ErrorCode(err))
 	assert.Empty(t, fake.Calls())
 }
 
@@ -149,27 +151,82 @@ func TestUnknownTeamRollsBack(t *testing.T) {
 	assert.Empty(t, *pub)
 }
 
-func TestMoveIsAtomic(t *testing.T) {
-	svc, fake, mem, pub := setup()
-	ctx := context.Background()
-	reds, _ := svc.CreateTeam(ctx, "Reds", 2)
-	blues, _ := svc.CreateTeam(ctx, "Blues", 1)
-	ann, _ := svc.AddPlayer(ctx, reds.ID, "Ann")
-	bob, _ := svc.AddPlayer(ctx, reds.ID, "Bob")
+// Every move rule, and whether its unit commits or rolls back.
+func TestMoveRulesCommitOrRollBack(t *testing.T) {
+	const unknown = 99
+	for _, tc := range []struct {
+		name         string
+		player, team string // names of a player and a team set up below, or "" for an unknown id
+		code         domain.Code
+		commit       bool
+		published    []string
+		rosters      map[string]int // after the call: players per team, by team name; nil: unchanged
+	}{
+		{name: "into a team with room", player: "Ann", team: "Greens", commit: true,
+			published: []string{domain.PlayerMoved}, rosters: map[string]int{"Reds": 1, "Blues": 1, "Greens": 1}},
+		{name: "into a full team", player: "Ann", team: "Blues", code: domain.Conflict},
+		{name: "unknown player", team: "Greens", code: domain.NotFound},
+		{name: "unknown team", player: "Ann", code: domain.NotFound},
+		{name: "onto its own full team: a no-op", player: "Cid", team: "Blues", commit: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc, fake, mem, pub := setup()
+			ctx := context.Background()
+			ids := map[string]int64{}
+			for _, team := range []struct {
+				name     string
+				capacity int
+				players  []string
+			}{{"Reds", 2, []string{"Ann", "Bob"}}, {"Blues", 1, []string{"Cid"}}, {"Greens", 3, nil}} {
+				created, err := svc.CreateTeam(ctx, team.name, team.capacity)
+				require.NoError(t, err)
+				ids[team.name] = created.ID
+				for _, name := range team.players {
+					p, err := svc.AddPlayer(ctx, created.ID, name)
+					require.NoError(t, err)
+					ids[name] = p.ID
+				}
+			}
+			before := len(fake.Calls())
+			*pub = nil
+			player, team := int64(unknown), int64(unknown)
+			if tc.player != "" {
+				player = ids[tc.player]
+			}
+			if tc.team != "" {
+				team = ids[tc.team]
+			}
+			oldTeam := mem.players[player].TeamID
 
-	moved, err := svc.MovePlayer(ctx, ann.ID, blues.ID)
-	require.NoError(t, err)
-	assert.Equal(t, blues.ID, moved.TeamID)
-	assert.Equal(t, map[int64]int{reds.ID: 1, blues.ID: 1}, mem.rosters)
+			moved, err := svc.MovePlayer(ctx, player, team)
 
-	_, err = svc.MovePlayer(ctx, bob.ID, blues.ID)
-	assert.Equal(t, domain.Conflict, domain.ErrorCode(err), "the target team is full")
-	assert.True(t, fake.Calls()[len(fake.Calls())-1].RolledBack)
-	assert.Equal(t, domain.PlayerMoved, (*pub)[len(*pub)-1])
-	assert.Len(t, *pub, 5, "2 teams, 2 joins, 1 move: the failed move published nothing")
-
-	_, err = svc.MovePlayer(ctx, 99, blues.ID)
-	assert.Equal(t, domain.NotFound, domain.ErrorCode(err))
+			calls := fake.Calls()
+			require.Len(t, calls, before+1, "one unit per command")
+			call := calls[before]
+			if tc.code != "" {
+				assert.Equal(t, tc.code, domain.ErrorCode(err))
+				assert.True(t, call.RolledBack, "a broken rule rolls the unit back")
+				assert.Equal(t, domain.Player{}, moved)
+			} else {
+				require.NoError(t, err)
+				assert.True(t, call.Committed)
+				assert.Equal(t, team, moved.TeamID)
+				assert.Equal(t, team, mem.players[player].TeamID)
+			}
+			assert.Equal(t, tc.commit, call.Committed)
+			assert.Equal(t, tc.published, []string(*pub), "published: only after a commit, only for a real move")
+			want := tc.rosters
+			if want == nil {
+				want = map[string]int{"Reds": 2, "Blues": 1, "Greens": 0} // unchanged
+				if tc.code != "" && tc.player != "" {
+					assert.Equal(t, oldTeam, mem.players[player].TeamID, "the player stayed")
+				}
+			}
+			for name, n := range want {
+				assert.Equal(t, n, mem.rosters[ids[name]], "players in %s", name)
+			}
+		})
+	}
 }
 
 func TestFailedCommitPublishesNothing(t *testing.T) {

@@ -111,6 +111,21 @@ func migrate(ctx context.Context, db *sqlx.DB, d Dialect, file string) error {
 	return tx.Commit()
 }
 
+// Rows as the tables hold them. The domain's types carry no column names;
+// these convert to them (same fields, so a plain conversion does).
+type (
+	teamRow struct {
+		ID       int64  `db:"id"`
+		Name     string `db:"name"`
+		Capacity int    `db:"capacity"`
+	}
+	playerRow struct {
+		ID     int64  `db:"id"`
+		Name   string `db:"name"`
+		TeamID int64  `db:"team_id"`
+	}
+)
+
 func notFound(err error, what string, id int64) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return domain.Errorf(domain.NotFound, "%s %d not found", what, id)
@@ -135,9 +150,9 @@ func (r *Teams) Create(ctx context.Context, t domain.Team) (domain.Team, error) 
 
 // Lock returns the team, locked until the unit ends.
 func (r *Teams) Lock(ctx context.Context, id int64) (domain.Team, error) {
-	var t domain.Team
+	var t teamRow
 	err := r.q.GetContext(ctx, &t, r.q.Rebind(`SELECT id, name, capacity FROM teams WHERE id = ?`+r.d.lock()), id)
-	return t, notFound(err, "team", id)
+	return domain.Team(t), notFound(err, "team", id)
 }
 
 // Players stores players.
@@ -157,9 +172,9 @@ func (r *Players) Create(ctx context.Context, p domain.Player) (domain.Player, e
 
 // Lock returns the player, locked until the unit ends.
 func (r *Players) Lock(ctx context.Context, id int64) (domain.Player, error) {
-	var p domain.Player
+	var p playerRow
 	err := r.q.GetContext(ctx, &p, r.q.Rebind(`SELECT id, name, team_id FROM players WHERE id = ?`+r.d.lock()), id)
-	return p, notFound(err, "player", id)
+	return domain.Player(p), notFound(err, "player", id)
 }
 
 // SetTeam moves a player.
@@ -216,11 +231,17 @@ func NewQueries(db *sqlx.DB) *Queries { return &Queries{db: db} }
 // Roster returns a team and its players.
 func (r *Queries) Roster(ctx context.Context, id int64) (domain.Roster, error) {
 	q := repo.From(ctx, r.db)
-	var ro domain.Roster
-	if err := q.GetContext(ctx, &ro.Team, q.Rebind(`SELECT id, name, capacity FROM teams WHERE id = ?`), id); err != nil {
-		return ro, notFound(err, "team", id)
+	var t teamRow
+	if err := q.GetContext(ctx, &t, q.Rebind(`SELECT id, name, capacity FROM teams WHERE id = ?`), id); err != nil {
+		return domain.Roster{}, notFound(err, "team", id)
 	}
-	ro.Players = []domain.Player{}
-	err := q.SelectContext(ctx, &ro.Players, q.Rebind(`SELECT id, name, team_id FROM players WHERE team_id = ? ORDER BY id`), id)
-	return ro, err
+	var rows []playerRow
+	if err := q.SelectContext(ctx, &rows, q.Rebind(`SELECT id, name, team_id FROM players WHERE team_id = ? ORDER BY id`), id); err != nil {
+		return domain.Roster{}, err
+	}
+	ro := domain.Roster{Team: domain.Team(t), Players: make([]domain.Player, len(rows))}
+	for i, p := range rows {
+		ro.Players[i] = domain.Player(p)
+	}
+	return ro, nil
 }

@@ -19,12 +19,12 @@ import (
 	"github.com/uowkit/uowkit/uow"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.MainOptional(m)) }
 
 // suite runs one repository test against every supported database.
 func suite(t *testing.T, test func(t *testing.T, db *sqlx.DB, d store.Dialect)) {
 	t.Run("postgres", func(t *testing.T) {
-		db := pgtest.Open(t, "store_"+t.Name())
+		db := pgtest.Fresh(t, "store_"+t.Name())
 		require.NoError(t, store.Migrate(context.Background(), db))
 		test(t, db, store.Postgres)
 	})
@@ -99,20 +99,43 @@ func TestRepositoriesInAUnit(t *testing.T) {
 	})
 }
 
+// mocked returns a PostgreSQL-flavoured pool on sqlmock, closed at the end of
+// the test.
+func mocked(t *testing.T) (*sqlx.DB, sqlmock.Sqlmock) {
+	raw, mock, err := sqlmock.New()
+	require.NoError(t, err)
+	t.Cleanup(func() { raw.Close() })
+	return sqlx.NewDb(raw, "postgres"), mock
+}
+
+// A statement that fails (here a lost connection, which a server cannot be
+// told to cause at one exact statement) rolls the unit back: uowkit sends
+// the ROLLBACK, so the mock must expect it.
+func TestStatementFailureInjectedWithSqlmock(t *testing.T) {
+	db, mock := mocked(t)
+	mock.ExpectBegin()
+	mock.ExpectQuery(`INSERT INTO teams`).WithArgs("Reds", 3).WillReturnError(errors.New("connection reset"))
+	mock.ExpectRollback()
+
+	err := uow.New(db).Do(context.Background(), func(ctx context.Context) error {
+		_, err := store.NewTeams(uow.From(ctx).DB(), store.Postgres).Create(ctx, domain.Team{Name: "Reds", Capacity: 3})
+		return err
+	})
+	assert.EqualError(t, err, "connection reset")
+	require.NoError(t, mock.ExpectationsWereMet())
+}
+
 // A COMMIT failure cannot be produced on demand by every real server (a
 // network cut at the exact moment, a disk full): sqlmock injects it, to test
 // how the code above reacts.
 func TestCommitFailureInjectedWithSqlmock(t *testing.T) {
-	raw, mock, err := sqlmock.New()
-	require.NoError(t, err)
-	defer raw.Close()
-	db := sqlx.NewDb(raw, "postgres")
+	db, mock := mocked(t)
 	mock.ExpectBegin()
 	mock.ExpectQuery(`INSERT INTO teams`).WithArgs("Reds", 3).WillReturnRows(sqlmock.NewRows([]string{"id"}).AddRow(1))
 	mock.ExpectCommit().WillReturnError(errors.New("disk full"))
 
 	published := false
-	err = uow.New(db).Do(context.Background(), func(ctx context.Context) error {
+	err := uow.New(db).Do(context.Background(), func(ctx context.Context) error {
 		if _, err := store.NewTeams(uow.From(ctx).DB(), store.Postgres).Create(ctx, domain.Team{Name: "Reds", Capacity: 3}); err != nil {
 			return err
 		}

@@ -8,4 +8,13 @@
 // unless the CI environment variable is set: then the run fails, so that CI
 // never passes without having exercised a real database. After the tests it
 // checks, with goleak, that no goroutine was leaked.
+//
+// [Open] and [URL] share one database per tag within a process; [Fresh] and
+// [FreshURL] create one per call, dropped when the test ends, for tests that
+// count rows across whole tables and must stay re-runnable (-count=2). A
+// package whose tests do not all need PostgreSQL (the example's SQLite half)
+// calls [MainOptional] instead of [Main]: without a server only the tests
+// that ask for one skip (or fail, under CI). [WaitRunning] and [WaitBlocked]
+// wait until the server shows a statement running, or n statements waiting
+// for a lock, so that tests cancel or release at a known point.
 package pgtest

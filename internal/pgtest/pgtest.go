@@ -37,7 +37,12 @@ var (
 // os.Exit. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-func Main(m *testing.M) int {
+func Main(m *testing.M) int { return run(m, false) }
+
+// run finds the server and runs the tests. Without a server it fails under
+// CI; otherwise it skips the whole package, or, when optional, runs it and
+// lets the tests that ask for a database skip themselves.
+func run(m *testing.M, optional bool) int {
 	adminURL = os.Getenv(EnvURL)
 	if adminURL == "" {
 		adminURL = defaultURL
@@ -45,13 +50,17 @@ func Main(m *testing.M) int {
 	if err := ping(adminURL); err != nil {
 		skipWhy = fmt.Sprintf("no PostgreSQL reachable at %s (%v); start one or set %s to a postgres:// URL of a server where this user may CREATE DATABASE",
 			redact(adminURL), err, EnvURL)
-		if os.Getenv("CI") != "" {
+		switch {
+		case optional:
+			fmt.Fprintln(os.Stderr, "pgtest: the tests that need PostgreSQL will skip (fail with CI set): "+skipWhy)
+		case os.Getenv("CI") != "":
 			fmt.Fprintln(os.Stderr, "pgtest: CI is set, so a missing database is a failure: "+skipWhy)
 			return 1
+		default:
+			// Examples cannot skip themselves, so the whole package is skipped.
+			fmt.Fprintln(os.Stderr, "pgtest: SKIPPING this package's tests: "+skipWhy)
+			return 0
 		}
-		// Examples cannot skip themselves, so the whole package is skipped.
-		fmt.Fprintln(os.Stderr, "pgtest: SKIPPING this package's tests: "+skipWhy)
-		return 0
 	}
 	code := m.Run()
 	mu.Lock()
@@ -102,17 +111,34 @@ func database(tag string) (string, error) {
 	if u, ok := byTag[tag]; ok {
 		return u, nil
 	}
-	name := "uowkit_" + sanitize(tag) + "_" + randomSuffix()
-	if err := exec(adminURL, "CREATE DATABASE "+name); err != nil {
-		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
-	}
-	u, err := withDatabase(adminURL, name)
+	_, u, err := createLocked(tag)
 	if err != nil {
 		return "", err
 	}
-	dbURLs[name] = u
 	byTag[tag] = u
 	return u, nil
+}
+
+// maxTag keeps database names within PostgreSQL's 63 bytes, random suffix
+// included: the server would cut a longer name, and the suffix with it.
+const maxTag = 40
+
+// createLocked creates a database named after tag with a random suffix,
+// records it for Main to drop, and returns its name and URL. mu must be held.
+func createLocked(tag string) (name, u string, err error) {
+	tag = sanitize(tag)
+	if len(tag) > maxTag {
+		tag = tag[:maxTag]
+	}
+	name = "uowkit_" + tag + "_" + randomSuffix()
+	if err := exec(adminURL, "CREATE DATABASE "+name); err != nil {
+		return "", "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	if u, err = withDatabase(adminURL, name); err != nil {
+		return "", "", err
+	}
+	dbURLs[name] = u
+	return name, u, nil
 }
 
 // Open returns a pool on the database of tag (see [URL]), closed at the end of
@@ -274,20 +300,40 @@ func DeferredFK(tb testing.TB, db *sqlx.DB) string {
 // running statement must first see it running.
 func WaitRunning(tb testing.TB, db *sqlx.DB, marker string) {
 	tb.Helper()
+	waitActive(tb, db, marker, 1, "", "running")
+}
+
+// WaitBlocked blocks until at least n statements containing marker are
+// waiting for a lock on other connections of db's database
+// (pg_stat_activity shows wait_event_type Lock), and fails the test after
+// 30 s. Use it to order lock waits for certain, for example to decide which
+// side of a deadlock the server will detect: WaitRunning only says that a
+// statement has started.
+func WaitBlocked(tb testing.TB, db *sqlx.DB, marker string, n int) {
+	tb.Helper()
+	waitActive(tb, db, marker, n, "Lock", "waiting for a lock")
+}
+
+// waitActive polls pg_stat_activity until at least n active statements of
+// other connections contain marker (waiting on waitEvent, when set), for up
+// to 30 s.
+func waitActive(tb testing.TB, db *sqlx.DB, marker string, n int, waitEvent, what string) {
+	tb.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var n int
-		err := db.Get(&n, `SELECT count(*) FROM pg_stat_activity
+		var got int
+		err := db.Get(&got, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND state = 'active'
-			AND pid <> pg_backend_pid() AND strpos(query, $1) > 0`, marker)
+			AND ($2 = '' OR wait_event_type = $2)
+			AND pid <> pg_backend_pid() AND strpos(query, $1) > 0`, marker, waitEvent)
 		if err != nil {
 			tb.Fatalf("pgtest: pg_stat_activity: %v", err)
 		}
-		if n > 0 {
+		if got >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("pgtest: no running statement contains %q after 30 s", marker)
+			tb.Fatalf("pgtest: %d statement(s) containing %q %s after 30 s, want %d", got, marker, what, n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

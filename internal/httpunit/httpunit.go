@@ -50,11 +50,6 @@ func (p Policy) Decide(u *uow.Unit, status int) Outcome {
 	case errors.Is(err, uow.ErrRollbackRequested):
 		// The handler asked for the rollback: its response goes through.
 		return Outcome{Status: status}
-	case errors.Is(err, uow.ErrPartialCommit), errors.Is(err, uow.ErrCommitUnknown):
-		// Some of the work is, or may be, durable: neither a 503, which
-		// invites the client to send it again, nor a 504, whatever the
-		// failing COMMIT's cause.
-		return Outcome{Status: http.StatusInternalServerError, Replaced: true, Err: err}
 	case errors.Is(err, context.DeadlineExceeded):
 		// The deadline passed before the commit: the unit was rolled back.
 		return Outcome{Status: http.StatusGatewayTimeout, Replaced: true, Err: err}

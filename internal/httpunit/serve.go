@@ -276,7 +276,7 @@ func NewConfig(m *uow.Manager, s Settings) *Config {
 	c := &Config{
 		Policy: Policy{
 			Commit:     s.Commit,
-			Retryable:  retry.Policy{}.Retryable, // never a partial or unknown commit
+			Retryable:  retry.Retryable, // never a partial or unknown commit: those are 500
 			RetryAfter: strconv.Itoa(int((ra + time.Second - 1) / time.Second)),
 			Failure:    s.Failure,
 		},

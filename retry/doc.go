@@ -1,5 +1,7 @@
 // Package retry decides which database errors are worth re-running a whole
-// transaction for, and how patiently.
+// transaction for, and how patiently. It imports no database driver: errors
+// are recognised by their behaviour, so importing it links and registers
+// nothing.
 //
 // # Classifiers
 //
@@ -7,23 +9,35 @@
 // wrapped errors, never by message text:
 //
 //   - PostgreSQL 40001 serialization_failure and 40P01 deadlock_detected,
-//     from lib/pq's *pq.Error, pgx's *pgconn.PgError or any error with a
-//     SQLState() string method ([SQLState]);
-//   - MySQL/MariaDB 1213 (deadlock) and 1205 (lock wait timeout) from
-//     github.com/go-sql-driver/mysql's *mysql.MySQLError;
+//     from any error with a SQLState() string method, as lib/pq's *pq.Error
+//     and pgx's *pgconn.PgError have ([SQLState]);
 //   - SQLite SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes included,
-//     through an error's Code() int method, which modernc.org/sqlite's
-//     *sqlite.Error has (this package does not import the SQLite driver).
+//     through an error's Code() int method, as modernc.org/sqlite's
+//     *sqlite.Error has.
 //
-// A [Policy]'s Classifiers add your own ([Classifier]).
+// It also retries an error that vouches for being safe to re-run: one whose
+// tree holds an error with a method
+//
+//	RetrySafe() bool
+//
+// returning true. uow's *BeginError implements it, true for a connection
+// that failed at BEGIN, before anything ran.
+//
+// A [Policy]'s Classifiers add others ([Classifier]). MySQL and MariaDB
+// deadlocks (1213) and lock wait timeouts (1205) need the driver's error
+// type, so their classifier lives in a module of its own,
+// [github.com/uowkit/uowkit/retry/mysqlretry]:
+//
+//	uow.Retry(retry.Policy{Classifiers: []retry.Classifier{mysqlretry.Retryable}})
 //
 // # Policy
 //
 // A [Policy] bounds attempts and elapsed time and backs off exponentially with
-// full jitter ([Policy.Delay]); [Policy.Do] runs the loop and honours context
-// cancellation, also while sleeping. Its zero value is ready to use: 5
-// attempts in all, ceilings from 5ms doubling up to 500ms, no time limit.
-// Package uow uses it to re-run a unit of work on a fresh transaction
+// full jitter: each delay is drawn uniformly between zero and a ceiling that
+// doubles from BaseDelay up to MaxDelay. [Policy.Do] runs the loop and
+// honours context cancellation, also while sleeping. Its zero value is ready
+// to use: 5 attempts in all, ceilings from 5ms doubling up to 500ms, no time
+// limit. Package uow uses it to re-run a unit of work on a fresh transaction
 // (uow.Retry); it re-runs only the outermost unit.
 //
 // # What is never retried
@@ -31,13 +45,13 @@
 // Errors that are not transient, context errors, and errors that say
 // re-running is unsafe: [Retryable] and [Policy.Retryable] are false for any
 // error whose tree (wrapped with %w, joined with errors.Join) holds, anywhere,
-// an error with a method
+// a context error or an error with a method
 //
 //	RetryUnsafe() bool
 //
-// returning true, whatever else the tree holds and whatever a policy's
-// Classifiers say. uow's *CommitError implements it for a commit whose
-// outcome is unknown or partial.
+// returning true, whatever else the tree holds (a RetrySafe error included)
+// and whatever a policy's Classifiers say. uow's *CommitError implements it
+// for a commit whose outcome is unknown or partial.
 //
 // # Commit outcomes
 //

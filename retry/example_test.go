@@ -94,20 +94,35 @@ func ExamplePolicy_Do() {
 }
 
 // Backoff ceilings double from BaseDelay up to MaxDelay; each delay is drawn
-// uniformly below its ceiling (full jitter).
-func ExamplePolicy_Delay() {
-	p := retry.Policy{BaseDelay: 10 * time.Millisecond, MaxDelay: 80 * time.Millisecond}
-	for attempt := 1; attempt <= 5; attempt++ {
-		d := p.Delay(attempt)
-		fmt.Println(attempt, p.Ceiling(attempt), d >= 0 && d <= p.Ceiling(attempt))
+// uniformly below its ceiling (full jitter), so that conflicting callers
+// spread out instead of colliding again.
+func ExamplePolicy() {
+	p := retry.Policy{
+		MaxAttempts: 4,
+		BaseDelay:   time.Millisecond,
+		MaxDelay:    2 * time.Millisecond,
+		OnRetry: func(_ context.Context, attempt int, delay time.Duration, err error) {
+			ceiling := min(time.Millisecond<<(attempt-1), 2*time.Millisecond)
+			fmt.Printf("attempt %d: %v; backing off at most %v: %t\n", attempt, err, ceiling, delay <= ceiling)
+		},
 	}
+	err := p.Do(context.Background(), func(context.Context, int) error { return errBusy })
+	fmt.Println(err)
 	// Output:
-	// 1 10ms true
-	// 2 20ms true
-	// 3 40ms true
-	// 4 80ms true
-	// 5 80ms true
+	// attempt 1: database is locked; backing off at most 1ms: true
+	// attempt 2: database is locked; backing off at most 2ms: true
+	// attempt 3: database is locked; backing off at most 2ms: true
+	// retry: gave up after 4 attempts: database is locked
 }
+
+// errBusy is SQLite's SQLITE_BUSY as modernc.org/sqlite reports it: an error
+// with a Code() int method.
+var errBusy error = sqliteError(5)
+
+type sqliteError int
+
+func (sqliteError) Error() string { return "database is locked" }
+func (e sqliteError) Code() int   { return int(e) }
 
 // A foreign key checked only at COMMIT makes the server refuse the COMMIT:
 // the outcome is known, nothing was committed.

@@ -3,10 +3,8 @@ package retry
 import (
 	"database/sql"
 	"errors"
+	"reflect"
 	"strings"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/lib/pq"
 )
 
 // Outcome classifies a failed COMMIT.
@@ -44,6 +42,9 @@ func (o Outcome) String() string {
 }
 
 // CommitOutcome classifies a non-nil error returned by a transaction's Commit.
+// It recognises lib/pq's ErrInFailedTransaction and pgx's ErrTxCommitRollback
+// anywhere in err's tree without importing either driver, by their exact
+// text, and sql.ErrTxDone with errors.Is.
 //
 // It deliberately ignores pgconn's SafeToRetry: pgx reports a connection
 // closed during COMMIT as safe to retry although the server may have
@@ -62,13 +63,39 @@ func CommitOutcome(err error) Outcome {
 		}
 		return OutcomeFailed
 	}
-	switch {
-	case errors.Is(err, pq.ErrInFailedTransaction),
-		errors.Is(err, pgx.ErrTxCommitRollback),
-		errors.Is(err, sql.ErrTxDone):
+	if errors.Is(err, sql.ErrTxDone) || inTree(err, rolledBackSentinel) {
 		return OutcomeRolledBack
 	}
 	return OutcomeUnknown
+}
+
+// The texts of the drivers' sentinels for a COMMIT that the server answered
+// with ROLLBACK. They are plain errors.New values, with no method to test
+// for, and comparing with errors.Is would mean importing the drivers: that
+// links them into every program that imports this package, and registers
+// lib/pq as "postgres", which makes a program that registers its own
+// "postgres" driver panic at start. So they are recognised by their exact
+// text instead. The tests classify the drivers' real values, so an upgrade
+// that rewords one of them turns the tests red instead of silently making
+// such commits unknown.
+const (
+	pqInFailedTransaction = "pq: could not complete operation in a failed transaction" // lib/pq's ErrInFailedTransaction
+	pgxTxCommitRollback   = "commit unexpectedly resulted in rollback"                 // pgx's ErrTxCommitRollback
+)
+
+// errorsNew is the type of the values errors.New returns.
+var errorsNew = reflect.TypeOf(errors.New(""))
+
+// rolledBackSentinel reports whether err is one of the drivers' rollback
+// sentinels: a value made by errors.New, so that no other error, wrapping
+// one or only worded alike, is taken for it, and no Error method other than
+// errors.New's is called.
+func rolledBackSentinel(err error) bool {
+	if reflect.TypeOf(err) != errorsNew {
+		return false
+	}
+	msg := err.Error()
+	return msg == pqInFailedTransaction || msg == pgxTxCommitRollback
 }
 
 // sessionLost reports whether a SQLSTATE received in answer to COMMIT leaves

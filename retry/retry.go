@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 )
 
 // SQLState returns the SQLSTATE code carried anywhere in err's chain, by any
@@ -30,39 +28,39 @@ const (
 	sqliteLocked = 6
 )
 
-// MySQL and MariaDB error numbers.
-const (
-	mysqlLockWaitTimeout = 1205
-	mysqlDeadlock        = 1213
-)
-
 // Retryable reports whether err, anywhere in its chain, is a transient
-// conflict that is expected to go away when the whole transaction is re-run:
+// failure that is expected to go away when the whole transaction is re-run:
 //
 //   - PostgreSQL 40001 serialization_failure and 40P01 deadlock_detected
-//     (lib/pq, pgx, or any error with a SQLState() method);
-//   - MySQL/MariaDB 1213 (deadlock) and 1205 (lock wait timeout) from
-//     github.com/go-sql-driver/mysql;
+//     (lib/pq, pgx, or any error with a SQLState() string method);
 //   - SQLite SQLITE_BUSY and SQLITE_LOCKED, extended codes included, through
-//     an error's Code() int method (modernc.org/sqlite).
+//     an error's Code() int method (modernc.org/sqlite);
+//   - any error whose tree holds an error with a RetrySafe() bool method
+//     returning true: its maker vouches that nothing ran, so re-running is
+//     safe (uow's *BeginError says so for a connection that failed at BEGIN,
+//     before any statement). RetrySafe() == false changes nothing.
 //
-// Errors are matched by code, never by message. Context errors are never
-// retryable, even joined with a conflict: the caller gave up. Neither is an
-// error whose tree holds, anywhere, an error reporting RetryUnsafe() == true
-// (the uow package marks unknown and partial commits so), even when a
-// conflict caused it: re-running could apply the work twice. Any error with a
-// Code() int method whose low byte is 5 or 6 counts as SQLite's BUSY or
-// LOCKED, whichever library it comes from.
+// Errors are matched by code or behaviour, never by message. MySQL and
+// MariaDB error numbers are not known here, so that this package links no
+// driver: add [github.com/uowkit/uowkit/retry/mysqlretry.Retryable] to a
+// [Policy]'s Classifiers.
+//
+// Context errors are never retryable, even joined with a conflict or a
+// RetrySafe error: the caller gave up. Neither is an error whose tree holds,
+// anywhere, an error reporting RetryUnsafe() == true (the uow package marks
+// unknown and partial commits so), even when a conflict caused it: re-running
+// could apply the work twice. Any error with a Code() int method whose low
+// byte is 5 or 6 counts as SQLite's BUSY or LOCKED, whichever library it comes
+// from.
 func Retryable(err error) bool {
 	if !maybeRetryable(err) {
 		return false
 	}
+	if inTree(err, retrySafe) {
+		return true
+	}
 	if code, ok := SQLState(err); ok {
 		return code == "40001" || code == "40P01"
-	}
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number == mysqlDeadlock || me.Number == mysqlLockWaitTimeout
 	}
 	var coded interface{ Code() int }
 	if errors.As(err, &coded) {
@@ -76,17 +74,28 @@ func Retryable(err error) bool {
 // error, and an error that says re-running is unsafe.
 func maybeRetryable(err error) bool {
 	return err != nil && !errors.Is(err, context.Canceled) &&
-		!errors.Is(err, context.DeadlineExceeded) && !retryUnsafe(err)
+		!errors.Is(err, context.DeadlineExceeded) && !inTree(err, retryUnsafe)
 }
 
-// retryUnsafe walks err's whole tree, through Unwrap() error and Unwrap()
-// []error (errors.Join, fmt.Errorf with several %w), and reports whether any
-// error in it has RetryUnsafe() returning true. errors.As would stop at the
-// first error with the method, and miss an unsafe one joined after a safe
-// one.
+// retryUnsafe reports whether err itself says re-running is unsafe.
 func retryUnsafe(err error) bool {
+	u, ok := err.(interface{ RetryUnsafe() bool })
+	return ok && u.RetryUnsafe()
+}
+
+// retrySafe reports whether err itself vouches that re-running is safe.
+func retrySafe(err error) bool {
+	s, ok := err.(interface{ RetrySafe() bool })
+	return ok && s.RetrySafe()
+}
+
+// inTree walks err's whole tree, through Unwrap() error and Unwrap() []error
+// (errors.Join, fmt.Errorf with several %w), and reports whether match holds
+// for any error in it. errors.As would stop at the first error with the
+// method asked for, and miss an unsafe one joined after a safe one.
+func inTree(err error, match func(error) bool) bool {
 	for err != nil {
-		if u, ok := err.(interface{ RetryUnsafe() bool }); ok && u.RetryUnsafe() {
+		if match(err) {
 			return true
 		}
 		switch w := err.(type) {
@@ -94,7 +103,7 @@ func retryUnsafe(err error) bool {
 			err = w.Unwrap()
 		case interface{ Unwrap() []error }:
 			for _, e := range w.Unwrap() {
-				if retryUnsafe(e) {
+				if inTree(e, match) {
 					return true
 				}
 			}
@@ -140,7 +149,8 @@ type Policy struct {
 	// plus the next delay exceeds it. Zero means no limit.
 	MaxElapsed time.Duration
 	// Classifiers recognise further retryable errors, in addition to
-	// Retryable.
+	// Retryable (mysqlretry.Retryable, for one). They cannot override the
+	// refusals of Policy.Retryable.
 	Classifiers []Classifier
 	// OnRetry, when set, is called before each backoff with the number of
 	// the attempt that failed (from 1), the delay about to be slept and the
@@ -148,9 +158,10 @@ type Policy struct {
 	OnRetry func(ctx context.Context, attempt int, delay time.Duration, err error)
 }
 
-// Retryable reports whether the policy retries err: Retryable(err) or one of
-// its Classifiers. Whatever the Classifiers say, it is false for nil, for
-// context errors, and for any error whose tree holds an error with a
+// Retryable reports whether the policy retries err: the package's
+// [Retryable] (which includes an error tree holding RetrySafe() == true) or
+// one of its Classifiers. Whatever the Classifiers say, it is false for nil,
+// for context errors, and for any error whose tree holds an error with a
 // RetryUnsafe() bool method returning true (the uow package marks unknown and
 // partial commits so), however deeply wrapped or joined: re-running could
 // apply the work twice.
@@ -169,18 +180,18 @@ func (p Policy) Retryable(err error) bool {
 	return false
 }
 
-// Attempts returns the number of attempts the policy allows, the first
+// attempts returns the number of attempts the policy allows, the first
 // included: MaxAttempts, or DefaultMaxAttempts when it is not positive.
-func (p Policy) Attempts() int {
+func (p Policy) attempts() int {
 	if p.MaxAttempts <= 0 {
 		return DefaultMaxAttempts
 	}
 	return p.MaxAttempts
 }
 
-// Sleep waits d or until ctx is done, whichever comes first, and returns
+// sleep waits d or until ctx is done, whichever comes first, and returns
 // ctx's error in the second case.
-func Sleep(ctx context.Context, d time.Duration) error {
+func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -194,10 +205,10 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Ceiling returns the largest backoff after the given failed attempt (from 1):
+// ceiling returns the largest backoff after the given failed attempt (from 1):
 // BaseDelay·2^(attempt-1), capped at MaxDelay, without overflowing however
 // large attempt is.
-func (p Policy) Ceiling(attempt int) time.Duration {
+func (p Policy) ceiling(attempt int) time.Duration {
 	base, maxd := p.BaseDelay, p.MaxDelay
 	if base <= 0 {
 		base = DefaultBaseDelay
@@ -218,12 +229,12 @@ func (p Policy) Ceiling(attempt int) time.Duration {
 	return min(d, maxd)
 }
 
-// Delay returns the backoff after the given failed attempt: exponential with
-// full jitter, uniform in [0, Ceiling(attempt)], so that conflicting callers
+// delay returns the backoff after the given failed attempt: exponential with
+// full jitter, uniform in [0, ceiling(attempt)], so that conflicting callers
 // spread out instead of colliding again.
-func (p Policy) Delay(attempt int) time.Duration {
+func (p Policy) delay(attempt int) time.Duration {
 	// In uint64, the ceiling plus one cannot overflow even at MaxInt64.
-	return time.Duration(rand.Uint64N(uint64(p.Ceiling(attempt)) + 1))
+	return time.Duration(rand.Uint64N(uint64(p.ceiling(attempt)) + 1))
 }
 
 // ExhaustedError is returned by Do when every attempt failed retryably.
@@ -262,17 +273,17 @@ func (p Policy) Do(ctx context.Context, fn func(ctx context.Context, attempt int
 		if err = fn(ctx, attempt); err == nil || !p.Retryable(err) {
 			return err
 		}
-		if attempt >= p.Attempts() {
+		if attempt >= p.attempts() {
 			return &ExhaustedError{Attempts: attempt, Err: err}
 		}
-		delay := p.Delay(attempt)
+		delay := p.delay(attempt)
 		if p.MaxElapsed > 0 && time.Since(start)+delay > p.MaxElapsed {
 			return &ExhaustedError{Attempts: attempt, Err: err}
 		}
 		if p.OnRetry != nil {
 			p.OnRetry(ctx, attempt, delay, err)
 		}
-		if serr := Sleep(ctx, delay); serr != nil {
+		if serr := sleep(ctx, delay); serr != nil {
 			return fmt.Errorf("retry: %w (last attempt: %w)", serr, err)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql" // for OpenMariaDB
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq" // the driver the tests use
 	"go.uber.org/goleak"
@@ -337,28 +336,4 @@ func waitActive(tb testing.TB, db *sqlx.DB, marker string, n int, waitEvent, wha
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// OpenMariaDB returns a pool on the MariaDB/MySQL named by UOWKIT_MYSQL_DSN
-// (default root@tcp(127.0.0.1:3306)/test). It skips the test when none is
-// reachable, and fails it instead when CI is set.
-func OpenMariaDB(tb testing.TB) *sqlx.DB {
-	tb.Helper()
-	dsn := os.Getenv("UOWKIT_MYSQL_DSN")
-	if dsn == "" {
-		dsn = "root@tcp(127.0.0.1:3306)/test"
-	}
-	db, err := sqlx.Open("mysql", dsn)
-	if err == nil {
-		err = db.Ping()
-	}
-	if err != nil {
-		msg := fmt.Sprintf("pgtest: no MariaDB/MySQL at %s (%v); set UOWKIT_MYSQL_DSN", dsn, err)
-		if os.Getenv("CI") != "" {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
-	}
-	tb.Cleanup(func() { db.Close() })
-	return db
 }

@@ -15,12 +15,16 @@ import (
 // *sqlx.Tx and a unit's *uow.Handle all satisfy it, so one method works in and
 // out of a unit of work. It is sqlx's ExtContext plus the usual helpers; sqlx
 // functions taking an ExtContext (sqlx.NamedQueryContext, sqlx.In with
-// Rebind) accept it too.
+// Rebind) accept it too. With QueryRowContext and PrepareContext it is also
+// the DBTX interface that sqlc generates for database/sql: pass
+// repo.From(ctx, db) to sqlc's New.
 type Querier interface {
 	sqlx.ExtContext
 	GetContext(ctx context.Context, dest any, query string, args ...any) error
 	SelectContext(ctx context.Context, dest any, query string, args ...any) error
 	NamedExecContext(ctx context.Context, query string, arg any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 // Tx is a Querier that is certainly inside a unit of work. Only a unit's
@@ -39,9 +43,10 @@ var (
 )
 
 // From returns the querier a repository should use on db: the active unit's
-// transaction on db when ctx carries a unit (db is enlisted in the unit on
-// first use if the unit has not used it yet, so the unit spans every database
-// the handler touches), otherwise db itself, in autocommit mode.
+// transaction on db when ctx carries a unit (begun on first use), otherwise
+// db itself, in autocommit mode. Inside a unit, db must be one of the
+// manager's databases (uow.New, uow.WithSource): the statements on any other
+// fail with uow.ErrUnknownSource rather than run outside the unit.
 //
 // A finished unit in ctx is still found: its statements fail with
 // uow.ErrDone rather than silently running outside a transaction.
@@ -50,7 +55,7 @@ var (
 // every statement on the returned Querier fails with an error matching
 // uow.ErrUnknownSource, and nothing is sent anywhere.
 func From(ctx context.Context, db *sqlx.DB) Querier {
-	if u := uow.From(ctx); u != nil {
+	if u := uow.FromContext(ctx); u != nil {
 		return u.On(db) // fails the same way for a nil db
 	}
 	if db == nil {
@@ -70,7 +75,7 @@ func TxFrom(ctx context.Context, db *sqlx.DB) (Tx, error) {
 	if db == nil {
 		return nil, errNilDB
 	}
-	u := uow.From(ctx)
+	u := uow.FromContext(ctx)
 	if u == nil {
 		return nil, uow.ErrNoUnit
 	}
@@ -105,6 +110,12 @@ func (q invalid) QueryContext(context.Context, string, ...any) (*sql.Rows, error
 func (q invalid) QueryxContext(context.Context, string, ...any) (*sqlx.Rows, error) {
 	return nil, q.err
 }
+
+// QueryRowContext returns a row whose Scan reports the error.
+func (q invalid) QueryRowContext(context.Context, string, ...any) *sql.Row { return errrow.SQL(q.err) }
+
+// PrepareContext reports the error.
+func (q invalid) PrepareContext(context.Context, string) (*sql.Stmt, error) { return nil, q.err }
 
 // QueryRowxContext returns a row whose Scan reports the error.
 func (q invalid) QueryRowxContext(context.Context, string, ...any) *sqlx.Row {

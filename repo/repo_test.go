@@ -17,13 +17,14 @@ func TestFromOutsideAUnitIsThePool(t *testing.T) {
 	assert.Same(t, db, repo.From(context.Background(), db))
 }
 
-func TestFromEnlistsEveryDatabaseTheUnitTouches(t *testing.T) {
+func TestFromSpansEverySourceTheUnitTouches(t *testing.T) {
 	a, b := pgtest.Open(t, "repo"), pgtest.Open(t, "repo_b")
 	a.MustExec(`CREATE TABLE IF NOT EXISTS enlist (v int)`)
 	b.MustExec(`CREATE TABLE IF NOT EXISTS enlist (v int)`)
-	m := uow.New(a) // b is not a configured source
+	m := uow.New(a, uow.WithSource("b", b))
 
 	ctx, u := m.Begin(context.Background())
+	defer u.Rollback()
 	_, err := repo.From(ctx, a).ExecContext(ctx, `INSERT INTO enlist VALUES (1)`)
 	require.NoError(t, err)
 	_, err = repo.From(ctx, b).ExecContext(ctx, `INSERT INTO enlist VALUES (1)`)
@@ -34,7 +35,21 @@ func TestFromEnlistsEveryDatabaseTheUnitTouches(t *testing.T) {
 	require.NoError(t, a.Get(&n, `SELECT count(*) FROM enlist`))
 	assert.Zero(t, n)
 	require.NoError(t, b.Get(&n, `SELECT count(*) FROM enlist`))
-	assert.Zero(t, n, "the unenlisted database rolled back with the unit")
+	assert.Zero(t, n, "the second database rolled back with the unit")
+}
+
+func TestFromRefusesADatabaseTheManagerWasNotGiven(t *testing.T) {
+	a, b := pgtest.Open(t, "repo"), pgtest.Open(t, "repo_b")
+	b.MustExec(`CREATE TABLE IF NOT EXISTS stray (v int)`)
+	m := uow.New(a) // b is not a source: inside a unit, it must not autocommit
+
+	ctx, u := m.Begin(context.Background())
+	defer u.Rollback()
+	_, err := repo.From(ctx, b).ExecContext(ctx, `INSERT INTO stray VALUES (1)`)
+	require.ErrorIs(t, err, uow.ErrUnknownSource)
+	var n int
+	require.NoError(t, b.Get(&n, `SELECT count(*) FROM stray`))
+	assert.Zero(t, n, "nothing was sent")
 }
 
 func TestTxFromRequiresAUnit(t *testing.T) {

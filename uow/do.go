@@ -15,28 +15,40 @@ import (
 // fn joins it, its failure marks the outer unit rollback-only, and the outer
 // unit commits.
 //
-// An outermost Do retries serialization failures and deadlocks when the
-// Retry option (or, by default, Isolation(sql.LevelSerializable)) says so:
-// fn must then be safe to run more than once, with side effects left to
-// AfterCommit hooks.
+// An outermost Do retries serialization failures, deadlocks and connection
+// failures at BEGIN when the Retry option (or, by default,
+// Isolation(sql.LevelSerializable)) says so: fn must then be safe to run more
+// than once, with side effects left to AfterCommit hooks.
+//
+// Do panics if ctx is nil, as the context package does.
 func (m *Manager) Do(ctx context.Context, fn func(ctx context.Context) error, opts ...Option) error {
 	return m.do(ctx, opts, fn)
 }
 
+var errNilFunc = errors.New("uow: Do: nil function")
+
 func (m *Manager) do(ctx context.Context, opts []Option, fn func(ctx context.Context) error) error {
+	if ctx == nil {
+		panic("uow: nil Context")
+	}
 	if fn == nil {
-		return errors.New("uow: Do: nil function")
+		return errNilFunc
 	}
 	c := m.config(opts)
-	if p := c.policy(); p != nil && (c.propagation == RequiresNew || From(ctx) == nil && c.propagation != Mandatory) {
-		return m.doRetrying(ctx, *p, opts, fn)
+	if c.err != nil {
+		return c.err
 	}
-	return m.once(ctx, opts, fn)
+	if c.propagation == RequiresNew || FromContext(ctx) == nil && c.propagation != Mandatory {
+		if p := m.retryPolicy(c); p != nil {
+			return m.doRetrying(ctx, p, c, fn)
+		}
+	}
+	return m.once(ctx, c, fn)
 }
 
 // once runs fn in one unit.
-func (m *Manager) once(ctx context.Context, opts []Option, fn func(ctx context.Context) error) error {
-	ctx, u := m.Begin(ctx, opts...)
+func (m *Manager) once(ctx context.Context, c config, fn func(ctx context.Context) error) error {
+	ctx, u := m.begin(ctx, c)
 	if u.err != nil {
 		return u.err
 	}
@@ -67,8 +79,9 @@ type Runner[R any] struct {
 var _ Transactor[struct{}] = (*Runner[struct{}])(nil)
 
 // NewRunner returns a Runner over m. build makes the application's
-// repositories from a unit's handles (u.DB(), u.Source(name), u.On(db)); it
-// is called once per Do and should only wire structs together.
+// repositories from the unit's handles (u.On(db) for each database); it is
+// called once per attempt and should only wire structs together. NewRunner
+// panics if m or build is nil.
 func NewRunner[R any](m *Manager, build func(u *Unit) R) *Runner[R] {
 	if m == nil || build == nil {
 		panic("uow: NewRunner: nil manager or constructor")
@@ -76,16 +89,16 @@ func NewRunner[R any](m *Manager, build func(u *Unit) R) *Runner[R] {
 	return &Runner[R]{m: m, build: build}
 }
 
-// Manager returns the manager the runner uses.
-func (r *Runner[R]) Manager() *Manager { return r.m }
-
 // Do runs fn in a unit of work, as Manager.Do, with repositories bound to the
 // unit.
 func (r *Runner[R]) Do(ctx context.Context, fn func(ctx context.Context, r R) error, opts ...Option) error {
 	if fn == nil {
-		return errors.New("uow: Do: nil function")
+		if ctx == nil {
+			panic("uow: nil Context")
+		}
+		return errNilFunc
 	}
 	return r.m.do(ctx, opts, func(ctx context.Context) error {
-		return fn(ctx, r.build(From(ctx)))
+		return fn(ctx, r.build(FromContext(ctx)))
 	})
 }

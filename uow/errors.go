@@ -38,6 +38,7 @@ var (
 	// One connection runs one statement at a time; close the Rows (or Scan
 	// the Row) first. Statements that do not return a cursor (Exec, Get,
 	// Select, NamedExec) are serialised and may be issued concurrently.
+	// Nothing was sent, so the unit is not marked rollback-only.
 	ErrBusy = errors.New("uow: transaction busy with an open cursor")
 
 	// ErrNestedOverlap is returned when two nested units (savepoints) of one

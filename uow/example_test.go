@@ -94,7 +94,7 @@ func ExampleRunner() {
 	defer db.Close()
 	m := uow.New(db)
 	var tx uow.Transactor[Repos] = uow.NewRunner(m, func(u *uow.Unit) Repos {
-		return Repos{Notes: Notes{q: u.DB()}}
+		return Repos{Notes: Notes{q: u.On(db)}}
 	})
 
 	err := tx.Do(context.Background(), func(ctx context.Context, r Repos) error {

@@ -7,36 +7,30 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// DefaultSource is the name of the database given to New.
+// DefaultSource is the name under which reports (a *CommitError, a
+// *BeginError, an Event) refer to the database given to New.
 const DefaultSource = "default"
 
 // Manager begins units of work over one or more databases (sources). It is
 // safe for concurrent use; create one per application and share it.
 type Manager struct {
-	sources  []source
-	byName   map[string]int
-	byDB     map[*sqlx.DB]int
+	sources  []*source
+	byDB     map[*sqlx.DB]*source
 	defaults config
 	observer Observer
-}
-
-type source struct {
-	name string
-	db   *sqlx.DB
 }
 
 // ManagerOption configures a Manager.
 type ManagerOption func(*Manager)
 
 // New returns a manager whose default source is db. db may be nil for a
-// manager whose units never touch a database (tests, fakes): statements on
-// its default source then fail with ErrUnknownSource.
+// manager whose units never touch a database (tests, fakes).
 //
 // Misconfiguration (a duplicate or empty source name, a nil database given to
-// WithSource) panics with a "uow:" prefix: it is a programming error found at
-// start-up, never at request time.
+// WithSource, contradictory WithDefaults) panics with a "uow:" prefix: it is
+// a programming error found at start-up, never at request time.
 func New(db *sqlx.DB, opts ...ManagerOption) *Manager {
-	m := &Manager{byName: map[string]int{}, byDB: map[*sqlx.DB]int{}}
+	m := &Manager{byDB: map[*sqlx.DB]*source{}}
 	if db != nil {
 		m.add(DefaultSource, db)
 	}
@@ -49,13 +43,14 @@ func New(db *sqlx.DB, opts ...ManagerOption) *Manager {
 }
 
 func (m *Manager) add(name string, db *sqlx.DB) {
-	m.byName[name] = len(m.sources)
-	m.byDB[db] = len(m.sources)
-	m.sources = append(m.sources, source{name: name, db: db})
+	s := &source{name: name, index: len(m.sources), db: db, backend: sqlBackend{db}}
+	m.sources = append(m.sources, s)
+	m.byDB[db] = s
 }
 
 // WithSource adds a named database. Units span every source they use: each
 // gets its own lazily begun transaction, and all commit or roll back together.
+// The name identifies the source in reports.
 func WithSource(name string, db *sqlx.DB) ManagerOption {
 	return func(m *Manager) {
 		switch {
@@ -64,11 +59,13 @@ func WithSource(name string, db *sqlx.DB) ManagerOption {
 		case db == nil:
 			panic(fmt.Sprintf("uow: WithSource(%q): nil database", name))
 		}
-		if _, dup := m.byName[name]; dup {
-			panic(fmt.Sprintf("uow: WithSource(%q): duplicate source name", name))
+		for _, s := range m.sources {
+			if s.name == name {
+				panic(fmt.Sprintf("uow: WithSource(%q): duplicate source name", name))
+			}
 		}
-		if other, dup := m.byDB[db]; dup {
-			panic(fmt.Sprintf("uow: WithSource(%q): database already added as %q", name, m.sources[other].name))
+		if s, dup := m.byDB[db]; dup {
+			panic(fmt.Sprintf("uow: WithSource(%q): database already added as %q", name, s.name))
 		}
 		m.add(name, db)
 	}
@@ -80,60 +77,70 @@ func WithObserver(o Observer) ManagerOption {
 	return func(m *Manager) { m.observer = o }
 }
 
-// WithDefaults sets options applied to every unit before its own options.
+// WithDefaults sets options applied to every unit before its own options;
+// an option given to Begin or Do overrides the default of the same kind.
+// Contradictory defaults (two isolation levels, Retry with NoRetry) panic.
 func WithDefaults(opts ...Option) ManagerOption {
 	return func(m *Manager) {
+		c := m.defaults
+		c.set = 0
 		for _, o := range opts {
-			if o != nil {
-				o(&m.defaults)
-			}
+			c.apply(o)
 		}
+		if c.err != nil {
+			panic("uow: WithDefaults: " + c.err.Error())
+		}
+		c.set = 0
+		m.defaults = c
 	}
-}
-
-// DB returns the manager's default database, or nil.
-func (m *Manager) DB() *sqlx.DB {
-	if i, ok := m.byName[DefaultSource]; ok {
-		return m.sources[i].db
-	}
-	return nil
-}
-
-// sourceName returns the configured name of db, or a name derived from its
-// position among the databases a unit enlisted.
-func (m *Manager) sourceName(db *sqlx.DB, n int) string {
-	if i, ok := m.byDB[db]; ok {
-		return m.sources[i].name
-	}
-	return fmt.Sprintf("db#%d", n)
 }
 
 // Begin attaches a lazy unit of work to ctx and returns the derived context
 // and the unit. No database work happens until a repository first uses a
 // source through the returned context (see repo.From) or through the unit's
-// handles; only then is that source's transaction begun with the unit's
-// options. The context governs the unit's life: when it is cancelled, or the
-// Timeout option's deadline passes, the unit is rolled back and its
-// connections are released, even if nobody calls Rollback.
+// handles ([Unit.On]); only then is that source's transaction begun with the
+// unit's options.
+//
+// The context governs the unit's life. Waiting for a pool connection and the
+// BEGIN itself honour it (and the Timeout option): an exhausted pool gives
+// an error matching context.DeadlineExceeded or context.Canceled, not an
+// unbounded wait. When the context ends, the unit is rolled back and its
+// connections are released, even if nobody calls Rollback, and even while a
+// BEGIN, a statement or a COMMIT is in flight.
 //
 // With a unit already active in ctx, the Propagate option decides (Join by
-// default). Configuration errors (ErrNoUnit for Mandatory, ErrIncompatible)
-// are reported by every use of the unit and by Commit, and by Err.
+// default). Configuration errors (ErrNoUnit for Mandatory, ErrIncompatible,
+// ErrInvalidOptions) are reported by every use of the unit, by Commit, and
+// by Err.
 //
 // Always finish the unit: defer u.Rollback() right after Begin and call
-// u.Commit() on success.
+// u.Commit() on success. Begin panics if ctx is nil, as the context package
+// does.
 func (m *Manager) Begin(ctx context.Context, opts ...Option) (context.Context, *Unit) {
-	c := m.config(opts)
-	outer := From(ctx)
+	if ctx == nil {
+		panic("uow: nil Context")
+	}
+	return m.begin(ctx, m.config(opts))
+}
+
+// begin is Begin with the options resolved.
+func (m *Manager) begin(ctx context.Context, c config) (context.Context, *Unit) {
+	if c.err != nil {
+		return m.failed(ctx, c, c.err)
+	}
+	outer := FromContext(ctx)
 	if c.propagation == RequiresNew || (outer == nil && c.propagation != Mandatory) {
 		return m.beginRoot(ctx, c)
 	}
 	if outer == nil {
 		return m.failed(ctx, c, ErrNoUnit)
 	}
-	if !compatible(outer.boundary().t.opts, c) {
+	if outer.m != m {
+		return m.failed(ctx, c, fmt.Errorf("%w: the active unit belongs to another manager", ErrIncompatible))
+	}
+	if root := outer.t.opts; !compatible(root, c) {
 		return m.failed(ctx, c, fmt.Errorf("%w: requested %s, active unit has %s",
-			ErrIncompatible, describe(c), describe(outer.boundary().t.opts)))
+			ErrIncompatible, describe(c), describe(root)))
 	}
 	kind := kindJoined
 	if c.propagation == Nested {
@@ -143,8 +150,7 @@ func (m *Manager) Begin(ctx context.Context, opts ...Option) (context.Context, *
 	if c.timeout > 0 {
 		ctx, u.cancel = context.WithTimeout(ctx, c.timeout)
 	}
-	u.ctx = context.WithValue(ctx, unitKey{}, u)
-	return u.ctx, u
+	return u.bindContext(ctx), u
 }
 
 func (m *Manager) beginRoot(ctx context.Context, c config) (context.Context, *Unit) {
@@ -152,25 +158,29 @@ func (m *Manager) beginRoot(ctx context.Context, c config) (context.Context, *Un
 	if c.timeout > 0 {
 		ctx, u.cancel = context.WithTimeout(ctx, c.timeout)
 	}
-	u.t = &txn{m: m, opts: c, ctx: ctx, root: u}
-	u.ctx = context.WithValue(ctx, unitKey{}, u)
-	return u.ctx, u
+	u.own.init(m, c, ctx, u)
+	u.t = &u.own
+	return u.bindContext(ctx), u
 }
 
 // failed returns a unit that reports err on every use, so that a repository
 // under it fails instead of silently running outside a transaction.
 func (m *Manager) failed(ctx context.Context, c config, err error) (context.Context, *Unit) {
-	u := &Unit{m: m, kind: kindRoot, opts: c, err: err}
-	u.t = &txn{m: m, opts: c, ctx: ctx, root: u}
-	u.state = stateRolledBack
-	u.ctx = context.WithValue(ctx, unitKey{}, u)
-	return u.ctx, u
+	u := &Unit{m: m, kind: kindRoot, opts: c, err: err, state: stateRolledBack}
+	u.own.init(m, c, ctx, u)
+	u.t = &u.own
+	return u.bindContext(ctx), u
 }
 
-func describe(c config) string {
-	mode := "read-write"
-	if c.readOnly {
-		mode = "read-only"
-	}
-	return fmt.Sprintf("%s %s", effectiveIsolation(c.isolation), mode)
+// bindContext makes u's context: ctx, carrying u.
+func (u *Unit) bindContext(ctx context.Context) context.Context {
+	u.sctx = scopeCtx{Context: ctx, u: u}
+	u.ctx = &u.sctx
+	return u.ctx
+}
+
+// init sets up the txn of root unit u.
+func (t *txn) init(m *Manager, c config, ctx context.Context, u *Unit) {
+	t.m, t.opts, t.ctx, t.root = m, c, ctx, u
+	t.branches = t.branchBuf[:0]
 }

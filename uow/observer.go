@@ -59,8 +59,8 @@ type Event struct {
 
 // Observer receives events. Observe is called synchronously, by the
 // goroutine that caused the event (or the one rolling back a unit whose
-// context ended), once the unit's internal lock is released: it may look at
-// the unit, but it delays its caller, so it must be quick. The context is
+// context ended), never under the unit's internal lock: it may look at the
+// unit, but it delays its caller, so it must be quick. The context is
 // the one the root unit was begun with.
 type Observer interface {
 	Observe(ctx context.Context, e Event)
@@ -72,10 +72,21 @@ type ObserverFunc func(ctx context.Context, e Event)
 // Observe calls f.
 func (f ObserverFunc) Observe(ctx context.Context, e Event) { f(ctx, e) }
 
-// Observer returns the manager's Observer (see [WithObserver]), or nil. Code
-// that runs its own attempts around units, such as the HTTP middleware's
-// buffered retries, reports them to it as EventRetry.
-func (m *Manager) Observer() Observer { return m.observer }
+// now returns the time a round trip starts, or the zero time when there is
+// no Observer to tell its duration to: reading the clock is not free.
+func (m *Manager) now() time.Time {
+	if m.observer == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// observeRoundTrip reports a BEGIN, COMMIT or ROLLBACK that started at start.
+func (m *Manager) observeRoundTrip(ctx context.Context, kind EventKind, source string, start time.Time, err error) {
+	if m.observer != nil {
+		m.observer.Observe(ctx, Event{Kind: kind, Source: source, Duration: time.Since(start), Err: err})
+	}
+}
 
 func (m *Manager) observe(ctx context.Context, e Event) {
 	if m.observer != nil {

@@ -56,7 +56,7 @@ func TestObserverMayUseTheUnit(t *testing.T) {
 	go func() {
 		defer close(done)
 		assert.NoError(t, m.Do(context.Background(), func(ctx context.Context) error {
-			current.Store(uow.From(ctx))
+			current.Store(uow.FromContext(ctx))
 			_, err := repo.From(ctx, db).ExecContext(ctx, `SELECT 1`)
 			return err
 		}))

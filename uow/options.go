@@ -2,8 +2,20 @@ package uow
 
 import (
 	"database/sql"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/uowkit/uowkit/retry"
 )
+
+// ErrInvalidOptions is reported by Begin and Do (through the unit, as for
+// every configuration error) when one call's options contradict each other:
+// two different isolation levels, two propagations, two timeouts, or Retry
+// together with NoRetry. An option given to Begin or Do overrides the
+// manager's default of the same kind (WithDefaults); that is not a
+// contradiction.
+var ErrInvalidOptions = errors.New("uow: contradictory options")
 
 // Propagation says what Begin and Do do when a unit is already active in the
 // context.
@@ -42,6 +54,15 @@ func (p Propagation) String() string {
 	return "unknown"
 }
 
+// Bits of config.set: which options one call gave.
+const (
+	setIsolation uint8 = 1 << iota
+	setReadOnly
+	setTimeout
+	setPropagation
+	setRetry
+)
+
 // config is the resolved set of options of one unit.
 type config struct {
 	isolation   sql.IsolationLevel
@@ -49,50 +70,93 @@ type config struct {
 	timeout     time.Duration
 	propagation Propagation
 	retry       retrySetting
+	set         uint8 // options given by the call being resolved
+	err         error // the first contradiction found
 }
 
-// Option configures one unit (Begin) or one call (Do).
-type Option func(*config)
+// mark records that the option of bit was given with a value equal (same)
+// or not to the one already given in this call.
+func (c *config) mark(bit uint8, name string, same bool) {
+	if c.set&bit != 0 && !same && c.err == nil {
+		c.err = fmt.Errorf("%w: %s given twice with different values", ErrInvalidOptions, name)
+	}
+	c.set |= bit
+}
+
+// Option configures one unit (Begin) or one call (Do). Options are values,
+// made by Isolation, ReadOnly, Timeout, Propagate, Retry and NoRetry; the
+// zero Option does nothing.
+type Option struct {
+	bit       uint8 // which option; 0 for none
+	isolation sql.IsolationLevel
+	timeout   time.Duration
+	prop      Propagation
+	policy    *retry.Policy // Retry; nil with bit setRetry is NoRetry
+}
+
+// apply adds o to c.
+func (c *config) apply(o Option) {
+	switch o.bit {
+	case setIsolation:
+		c.mark(setIsolation, "Isolation", c.isolation == o.isolation)
+		c.isolation = o.isolation
+	case setReadOnly:
+		c.mark(setReadOnly, "ReadOnly", true)
+		c.readOnly = true
+	case setTimeout:
+		c.mark(setTimeout, "Timeout", c.timeout == o.timeout)
+		c.timeout = o.timeout
+	case setPropagation:
+		c.mark(setPropagation, "Propagate", c.propagation == o.prop)
+		c.propagation = o.prop
+	case setRetry:
+		// Retry given twice is contradictory (policies cannot be compared);
+		// NoRetry twice is not.
+		c.mark(setRetry, "Retry/NoRetry", o.policy == nil && c.set&setRetry != 0 && c.retry.policy == nil)
+		c.retry = retrySetting{set: true, policy: o.policy}
+	}
+}
 
 // Isolation sets the isolation level of the unit's transactions. When the
 // unit joins or nests in an active unit, the active unit's level must be at
 // least as strict, else the unit fails with ErrIncompatible.
 func Isolation(level sql.IsolationLevel) Option {
-	return func(c *config) { c.isolation = level }
+	return Option{bit: setIsolation, isolation: level}
 }
 
 // ReadOnly begins the unit's transactions read-only; writes then fail in the
 // database (PostgreSQL SQLSTATE 25006). Joining a read-write unit with
 // ReadOnly fails with ErrIncompatible: the requirement could not be honoured.
-func ReadOnly() Option {
-	return func(c *config) { c.readOnly = true }
-}
+func ReadOnly() Option { return Option{bit: setReadOnly} }
 
 // Timeout bounds everything the unit does: the context Begin returns carries
-// the deadline, and when it passes the unit's transactions are rolled back
-// and their connections released, whether or not a statement is running.
+// the deadline; waiting for a pool connection, BEGIN and every statement
+// honour it; and when it passes the unit's transactions are rolled back and
+// their connections released, whether or not a statement is running.
 // Commit after the deadline returns an error wrapping
-// context.DeadlineExceeded. Zero means no timeout of its own.
+// context.DeadlineExceeded. Zero means no timeout of its own; a negative
+// duration panics: it is a programming error, found where the option is
+// made.
 //
 // The deadline belongs to the unit: when the unit finishes (Commit,
 // Rollback, or the end of Do), the context Begin returned is cancelled and
 // its timer released. Work that goes on after the unit, such as streaming a
 // response, must use the caller's context, not the unit's.
 func Timeout(d time.Duration) Option {
-	return func(c *config) { c.timeout = d }
+	if d < 0 {
+		panic(fmt.Sprintf("uow: negative Timeout %v", d))
+	}
+	return Option{bit: setTimeout, timeout: d}
 }
 
 // Propagate sets what happens when a unit is already active in the context.
-func Propagate(p Propagation) Option {
-	return func(c *config) { c.propagation = p }
-}
+func Propagate(p Propagation) Option { return Option{bit: setPropagation, prop: p} }
 
+// config resolves a call's options over the manager's defaults.
 func (m *Manager) config(opts []Option) config {
 	c := m.defaults
 	for _, o := range opts {
-		if o != nil {
-			o(&c)
-		}
+		c.apply(o)
 	}
 	return c
 }
@@ -116,4 +180,12 @@ func compatible(outer, inner config) bool {
 		return false
 	}
 	return true
+}
+
+func describe(c config) string {
+	mode := "read-write"
+	if c.readOnly {
+		mode = "read-only"
+	}
+	return fmt.Sprintf("%s %s", effectiveIsolation(c.isolation), mode)
 }

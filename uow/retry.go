@@ -8,10 +8,23 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/uowkit/uowkit/internal/bridge"
 	"github.com/uowkit/uowkit/retry"
 )
+
+func init() {
+	bridge.RetryPolicy = func(m, opts any) *retry.Policy {
+		mgr := m.(*Manager)
+		c := mgr.config(opts.([]Option))
+		if c.err != nil {
+			return nil
+		}
+		return mgr.retryPolicy(c)
+	}
+}
 
 // retrySetting is a unit's retry configuration.
 type retrySetting struct {
@@ -22,23 +35,24 @@ type retrySetting struct {
 // Retry makes Do re-run the whole callback on a fresh unit (full rollback,
 // new BEGIN, so no locks are held while backing off) when it fails with an
 // error p.Retryable accepts: serialization failures and deadlocks, at any
-// statement or at COMMIT, and connection errors at BEGIN, before any
-// statement ran. A commit whose outcome is unknown, or partial, is never
-// retried. Only the outermost unit retries: a Do that joins or nests in an
-// active unit returns its error so that the outermost Do can retry. After-
-// commit hooks of failed attempts never run.
+// statement or at COMMIT, and a source that could not be begun for a
+// connection failure (a *BeginError, before any statement ran). A commit
+// whose outcome is unknown, or partial, is never retried. Only the outermost
+// unit retries: a Do that joins or nests in an active unit returns its error
+// so that the outermost Do can retry. After-commit hooks of failed attempts
+// never run.
 //
 // Retries are on by default, with the zero Policy, for units begun with
 // Isolation(sql.LevelSerializable); set WithDefaults(Retry(p)) on the manager
-// to retry every unit, and NoRetry to opt out.
-func Retry(p retry.Policy) Option {
-	return func(c *config) { c.retry = retrySetting{set: true, policy: &p} }
-}
+// to retry every unit, and NoRetry to opt out. The HTTP middleware, in
+// buffered mode, re-runs a whole request by the same policy.
+//
+// Giving Retry twice, or with NoRetry, in one call is contradictory
+// (ErrInvalidOptions).
+func Retry(p retry.Policy) Option { return Option{bit: setRetry, policy: &p} }
 
 // NoRetry turns retries off for the unit, even a serializable one.
-func NoRetry() Option {
-	return func(c *config) { c.retry = retrySetting{set: true} }
-}
+func NoRetry() Option { return Option{bit: setRetry} }
 
 // policy returns the retry policy of a root unit begun with c, or nil.
 func (c config) policy() *retry.Policy {
@@ -51,32 +65,14 @@ func (c config) policy() *retry.Policy {
 	return nil
 }
 
-// commitOutcomeUnknown reports whether a COMMIT error leaves the outcome
-// unknown: the connection broke with the COMMIT in flight.
-func commitOutcomeUnknown(err error) bool {
-	return retry.CommitOutcome(err) == retry.OutcomeUnknown
-}
-
-// beginConnError reports whether err is a failure to get a connection while
-// beginning a transaction (a network error, a connection closed (EOF) or broken, or the
-// server's connection_exception class 08, too_many_connections 53300,
-// cannot_connect_now 57P03): nothing of the unit ran on that source and
-// nothing committed, so re-running the unit is safe.
-func beginConnError(err error) bool {
-	var be *BeginError
-	if !errors.As(err, &be) {
-		return false
+// retryPolicy returns c's policy with each retry also reported to the
+// Observer, or nil.
+func (m *Manager) retryPolicy(c config) *retry.Policy {
+	base := c.policy()
+	if base == nil {
+		return nil
 	}
-	if code, ok := retry.SQLState(be.Err); ok {
-		return strings.HasPrefix(code, "08") || code == "53300" || code == "57P03"
-	}
-	var ne net.Error
-	return errors.Is(be.Err, driver.ErrBadConn) || errors.Is(be.Err, io.EOF) ||
-		errors.Is(be.Err, io.ErrUnexpectedEOF) || errors.As(be.Err, &ne)
-}
-
-// doRetrying runs one attempt per fresh unit until p says stop.
-func (m *Manager) doRetrying(ctx context.Context, p retry.Policy, opts []Option, fn func(ctx context.Context) error) error {
+	p := *base
 	user := p.OnRetry
 	p.OnRetry = func(ctx context.Context, attempt int, delay time.Duration, err error) {
 		m.observe(ctx, Event{Kind: EventRetry, Attempt: attempt, Delay: delay, Err: err})
@@ -84,6 +80,35 @@ func (m *Manager) doRetrying(ctx context.Context, p retry.Policy, opts []Option,
 			user(ctx, attempt, delay, err)
 		}
 	}
-	p.Classifiers = append(p.Classifiers[:len(p.Classifiers):len(p.Classifiers)], beginConnError)
-	return p.Do(ctx, func(ctx context.Context, _ int) error { return m.once(ctx, opts, fn) })
+	return &p
+}
+
+// connectionLost reports whether err says that the connection a statement
+// was sent on is gone or unusable, the server never having run it: a network
+// error, a connection closed (EOF) or reported bad, or the server's
+// connection_exception class 08, admin_shutdown and crash_shutdown (57P01,
+// 57P02: a backend terminated while the connection sat idle in the pool
+// answers the next statement so), cannot_connect_now (57P03) or
+// too_many_connections (53300); or an error that says it failed before
+// anything was sent (SafeToRetry() true: pgx's "conn closed" on a
+// connection it already knew was broken).
+func connectionLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var safe interface{ SafeToRetry() bool }
+	if errors.As(err, &safe) && safe.SafeToRetry() {
+		return true
+	}
+	if code, ok := retry.SQLState(err); ok {
+		return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03" || code == "53300"
+	}
+	var ne net.Error
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.As(err, &ne)
+}
+
+// doRetrying runs one attempt per fresh unit until p says stop.
+func (m *Manager) doRetrying(ctx context.Context, p *retry.Policy, c config, fn func(ctx context.Context) error) error {
+	return p.Do(ctx, func(ctx context.Context, _ int) error { return m.once(ctx, c, fn) })
 }

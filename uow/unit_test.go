@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -89,7 +90,7 @@ func TestUseAfterFinish(t *testing.T) {
 	err := insert(ctx, db, tbl, "late")
 	require.ErrorIs(t, err, uow.ErrDone, "a finished unit must not fall back to autocommit")
 	var n int
-	require.ErrorIs(t, u.DB().QueryRowxContext(ctx, `SELECT 1`).Scan(&n), uow.ErrDone)
+	require.ErrorIs(t, u.On(db).QueryRowxContext(ctx, `SELECT 1`).Scan(&n), uow.ErrDone)
 	require.ErrorIs(t, u.Commit(), uow.ErrDone)
 	require.ErrorIs(t, uow.AfterCommit(ctx, func(context.Context) error { return nil }), uow.ErrDone)
 	assert.Equal(t, 1, count(t, db, tbl), "the late insert must not have been committed")
@@ -136,7 +137,7 @@ func TestTwoDatabasesCommitAndRollBackTogether(t *testing.T) {
 		if err := insert(ctx, main, tm, v); err != nil {
 			return err
 		}
-		_, err := uow.From(ctx).Source("audit").ExecContext(ctx, `INSERT INTO `+ta+` (v) VALUES ($1)`, v)
+		_, err := uow.FromContext(ctx).On(audit).ExecContext(ctx, `INSERT INTO `+ta+` (v) VALUES ($1)`, v)
 		return err
 	}
 	require.NoError(t, m.Do(ctx, func(ctx context.Context) error { return write(ctx, "a") }))
@@ -239,7 +240,7 @@ func TestCancelInterruptsRunningStatement(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := u.DB().ExecContext(ctx, `SELECT pg_sleep(60) /* interrupted */`)
+		_, err := u.On(db).ExecContext(ctx, `SELECT pg_sleep(60) /* interrupted */`)
 		done <- err
 	}()
 	// Cancel only once the server runs the statement: PostgreSQL ignores a
@@ -266,7 +267,7 @@ func TestTimeoutRollsBackEvenForAForeignContext(t *testing.T) {
 	_, u := m.Begin(context.Background(), uow.Timeout(time.Second)) // ample for the INSERT on a loaded machine
 	// The handle is bound explicitly and used with a context that does not
 	// carry the deadline: the unit's timeout must still interrupt it.
-	h := u.DB()
+	h := u.On(db)
 	_, err := h.ExecContext(context.Background(), `INSERT INTO `+tbl+` (v) VALUES ('a')`)
 	require.NoError(t, err)
 	_, err = h.ExecContext(context.Background(), `SELECT pg_sleep(60)`)
@@ -277,7 +278,7 @@ func TestTimeoutRollsBackEvenForAForeignContext(t *testing.T) {
 
 	// The same for a statement that returns a cursor.
 	_, u = m.Begin(context.Background(), uow.Timeout(200*time.Millisecond))
-	_, err = u.DB().QueryxContext(context.Background(), `SELECT pg_sleep(60)`)
+	_, err = u.On(db).QueryxContext(context.Background(), `SELECT pg_sleep(60)`)
 	require.Error(t, err)
 	require.ErrorIs(t, u.Commit(), context.DeadlineExceeded)
 }
@@ -411,7 +412,7 @@ func TestNestedSavepointIsLazy(t *testing.T) {
 	m := uow.New(db)
 	ctx, u := m.Begin(context.Background())
 	defer u.Rollback()
-	_, err := u.DB().ExecContext(ctx, `SELECT 1`)
+	_, err := u.On(db).ExecContext(ctx, `SELECT 1`)
 	require.NoError(t, err)
 	before := counts.Execs.Load()
 	require.NoError(t, m.Do(ctx, func(context.Context) error { return nil }, uow.Propagate(uow.Nested)))
@@ -454,10 +455,13 @@ func TestMandatory(t *testing.T) {
 
 	ctx, outer := m.Begin(context.Background())
 	defer outer.Rollback()
-	require.NoError(t, m.Do(ctx, func(ctx context.Context) error {
-		assert.Same(t, outer, uow.From(ctx).Parent())
+	require.ErrorIs(t, m.Do(ctx, func(ctx context.Context) error {
+		inner := uow.FromContext(ctx)
+		assert.NotSame(t, outer, inner)
+		require.NoError(t, inner.SetRollbackOnly())
+		assert.ErrorIs(t, outer.RollbackOnly(), uow.ErrRollbackRequested, "the mandatory unit joined the outer one")
 		return nil
-	}, uow.Propagate(uow.Mandatory)))
+	}, uow.Propagate(uow.Mandatory)), uow.ErrRollbackOnly)
 }
 
 func TestIncompatibleJoinIsAnError(t *testing.T) {
@@ -592,8 +596,9 @@ func TestOpenCursorMakesTheTransactionBusy(t *testing.T) {
 	assert.Equal(t, 7, n)
 	_, err = q.ExecContext(ctx, `SELECT 1`)
 	require.NoError(t, err)
-	// ErrBusy marked the unit rollback-only: the caller did something wrong.
-	require.ErrorIs(t, u.Commit(), uow.ErrRollbackOnly)
+	// ErrBusy sent nothing, so it does not doom the unit's work.
+	require.NoError(t, u.RollbackOnly())
+	require.NoError(t, u.Commit())
 }
 
 func TestNestedUnitsMayNotOverlapOnOneSource(t *testing.T) {
@@ -616,7 +621,9 @@ func TestPinnedConnIsReleasedWithTheUnit(t *testing.T) {
 	m := uow.New(db)
 	const key = 4242
 	ctx, u := m.Begin(context.Background())
-	c, err := u.Conn(ctx, nil)
+	_, err := u.Conn(ctx, nil)
+	require.ErrorIs(t, err, uow.ErrUnknownSource)
+	c, err := u.Conn(ctx, db)
 	require.NoError(t, err)
 	_, err = c.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, key)
 	require.NoError(t, err)
@@ -701,9 +708,9 @@ func TestCommitRacingCancellationIsDecidedOnce(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	m := uow.New(nil)
 	ctx, u := m.Begin(context.Background())
-	_, err := u.DB().ExecContext(ctx, `SELECT 1`)
+	_, err := u.On(nil).ExecContext(ctx, `SELECT 1`)
 	require.ErrorIs(t, err, uow.ErrUnknownSource)
-	_, err = u.Source("nope").ExecContext(ctx, `SELECT 1`)
+	_, err = u.On(sqlx.NewDb(nil, "postgres")).ExecContext(ctx, `SELECT 1`)
 	require.ErrorIs(t, err, uow.ErrUnknownSource)
 	require.Error(t, m.Do(ctx, nil))
 	require.Error(t, u.AfterCommit(nil))

@@ -18,6 +18,11 @@ func New(err error) *sqlx.Row {
 }
 
 // doneCtx is a context that is done, with err as its Err.
+// SQL returns a *sql.Row whose Scan (and Err) return err, made the same way.
+func SQL(err error) *sql.Row {
+	return new(sql.Tx).QueryRowContext(doneCtx{context.Background(), err}, "")
+}
+
 type doneCtx struct {
 	context.Context
 	err error

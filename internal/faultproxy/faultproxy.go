@@ -18,6 +18,7 @@ type Proxy struct {
 
 	commitMode atomic.Int32 // what to do with the answer to a COMMIT
 	reject     atomic.Int64 // connections still to be dropped on accept
+	resetBegin atomic.Int64 // BEGINs still to be answered with a TCP reset
 	commits    atomic.Int64 // COMMITs applied by the server whose answer was withheld
 	applied    chan struct{}
 
@@ -95,6 +96,29 @@ func (p *Proxy) CloseAll() {
 	}
 }
 
+// ResetAll aborts every connection currently proxied with a TCP reset
+// (SO_LINGER 0) instead of an orderly close, as a server under load, or a
+// middlebox, does: the client's next read or write on an idle pooled
+// connection fails with "connection reset by peer", which drivers pass
+// through as a network error rather than driver.ErrBadConn.
+func (p *Proxy) ResetAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+	}
+}
+
+// ResetNextBegins makes the proxy answer the next n BEGIN statements by
+// resetting the client's connection (TCP RST) without forwarding them: the
+// client has sent its BEGIN and reads "connection reset by peer", as when a
+// server backend dies under load while the statement is on its way. Nothing
+// ran; drivers pass the network error through.
+func (p *Proxy) ResetNextBegins(n int) { p.resetBegin.Store(int64(n)) }
+
 // Close stops the proxy and closes its connections.
 func (p *Proxy) Close() {
 	p.ln.Close()
@@ -166,6 +190,12 @@ func (s *session) clientToServer() {
 		if mode := s.p.commitMode.Load(); mode != commitForward && isCommit(typ, body) {
 			s.commitSent.Store(mode)
 		}
+		if s.p.resetBegin.Load() > 0 && statementIs(typ, body, "begin") && s.p.resetBegin.Add(-1) >= 0 {
+			if tc, ok := s.client.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			return // closes both sides; the client gets a reset
+		}
 		if err := writeMessage(s.server, typ, body); err != nil {
 			return
 		}
@@ -202,6 +232,38 @@ func (s *session) serverToClient() {
 			return
 		}
 	}
+}
+
+// statementIs reports whether a client message runs a statement whose first
+// word is word (lower case), by the simple protocol or as a Parse.
+func statementIs(typ byte, body []byte, word string) bool {
+	q, ok := queryText(typ, body)
+	if !ok {
+		return false
+	}
+	f := strings.Fields(strings.ToLower(q))
+	return len(f) > 0 && strings.TrimRight(f[0], ";") == word
+}
+
+// queryText returns the SQL text of a 'Q' or 'P' message.
+func queryText(typ byte, body []byte) (string, bool) {
+	var q []byte
+	switch typ {
+	case 'Q':
+		q = body
+	case 'P':
+		i := indexByte(body, 0)
+		if i < 0 {
+			return "", false
+		}
+		q = body[i+1:]
+	default:
+		return "", false
+	}
+	if i := indexByte(q, 0); i >= 0 {
+		q = q[:i]
+	}
+	return string(q), true
 }
 
 // isCommit reports whether a client message runs COMMIT, by the simple

@@ -1,0 +1,223 @@
+package uow
+
+import (
+	"context"
+	"fmt"
+)
+
+// This file holds a unit's branches: one lazily begun transaction per
+// source. A branch begins once; concurrent first users wait for that one
+// BEGIN (as long as their context lets them), not for a unit-wide lock.
+// Statements on a branch are serialised by its sem, the one lock held
+// across a round trip, and only by the users of that branch.
+
+// branch is one source's transaction inside a txn.
+type branch struct {
+	src    *source
+	ctx    context.Context // the transaction's life; cancelled to interrupt it
+	cancel context.CancelCauseFunc
+	sem    chan struct{} // held while a statement runs on tx
+
+	// Guarded by txn.mu until began; then read-only.
+	began bool
+	ready chan struct{} // made by the first waiter, closed once began
+	tx    txConn
+	err   error // why BEGIN failed
+
+	// Guarded by sem.
+	closed  bool
+	cursors []cursor
+	sp      []*Unit // nested units whose savepoint is open here, innermost last
+}
+
+// cursor is an open *sql.Rows, *sqlx.Rows or *sqlx.Row: Columns fails once
+// it is closed.
+type cursor interface{ Columns() ([]string, error) }
+
+// BeginError reports that a source's transaction could not be begun. No
+// statement of the unit ran on that source.
+type BeginError struct {
+	// Source names the source.
+	Source string
+	// Err is the driver's error.
+	Err error
+}
+
+// Error describes the failure.
+func (e *BeginError) Error() string { return fmt.Sprintf("uow: begin %q: %v", e.Source, e.Err) }
+
+// Unwrap returns the driver's error.
+func (e *BeginError) Unwrap() error { return e.Err }
+
+// RetrySafe reports whether re-running the unit is safe and worthwhile: the
+// connection failed before anything ran (the unit already tried other
+// connections of the pool). Package retry honours it.
+func (e *BeginError) RetrySafe() bool { return connectionLost(e.Err) }
+
+// branchOn returns u's transaction on s, beginning it on first use, or
+// waiting for a BEGIN another goroutine has in flight.
+func (u *Unit) branchOn(ctx context.Context, s *source) (*branch, error) {
+	t := u.t
+	t.mu.Lock()
+	if err := u.activeLocked(); err != nil {
+		t.mu.Unlock()
+		return nil, err
+	}
+	if u.ctx.Err() != nil {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("uow: %w", context.Cause(u.ctx))
+	}
+	b := t.branchOn(s)
+	if b == nil {
+		b = t.newBranchLocked(s)
+		t.watchLocked()
+		t.mu.Unlock()
+		t.begin(b)
+		return b, b.err
+	}
+	if b.began {
+		t.mu.Unlock()
+		return b, b.err
+	}
+	ready := b.readyLocked()
+	t.mu.Unlock()
+	select {
+	case <-ready:
+		return b, b.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("uow: waiting for BEGIN on %q: %w", s.name, context.Cause(ctx))
+	}
+}
+
+// branchOn returns t's branch on s, or nil; t.mu is held.
+func (t *txn) branchOn(s *source) *branch {
+	for _, b := range t.branches {
+		if b.src == s {
+			return b
+		}
+	}
+	return nil
+}
+
+// newBranchLocked registers a branch on s, to be begun; t.mu is held.
+func (t *txn) newBranchLocked(s *source) *branch {
+	var b *branch
+	if len(t.branches) == 0 {
+		b = &t.first
+	} else {
+		b = new(branch)
+	}
+	b.src, b.sem = s, make(chan struct{}, 1)
+	if t.ctx.Done() == nil {
+		// The unit's context never ends: nothing will ever interrupt the
+		// transaction, so it can run on that context as it is.
+		b.ctx = t.ctx
+	} else {
+		b.ctx, b.cancel = context.WithCancelCause(context.WithoutCancel(t.ctx))
+	}
+	t.branches = append(t.branches, b)
+	return b
+}
+
+// interrupt cancels b's context: a BEGIN or COMMIT in flight on it is
+// interrupted, and database/sql rolls back the transaction on its own.
+func (b *branch) interrupt(cause error) {
+	if b.cancel != nil {
+		b.cancel(cause)
+	}
+}
+
+// readyLocked returns the channel closed once b has begun.
+func (b *branch) readyLocked() chan struct{} {
+	if b.ready == nil {
+		b.ready = make(chan struct{})
+		if b.began {
+			close(b.ready)
+		}
+	}
+	return b.ready
+}
+
+// await waits until b's BEGIN has finished, however it ended.
+func (t *txn) await(b *branch) {
+	t.mu.Lock()
+	if b.began {
+		t.mu.Unlock()
+		return
+	}
+	ready := b.readyLocked()
+	t.mu.Unlock()
+	<-ready
+}
+
+// begin runs b's BEGIN, outside the unit's lock. The wait for a pool
+// connection and the BEGIN honour the unit's context: when it ends, the
+// watcher cancels b.ctx. A BEGIN that fails on a broken pooled connection,
+// before anything ran, is tried again on another one.
+func (t *txn) begin(b *branch) {
+	o := txOptions{isolation: t.opts.isolation, readOnly: t.opts.readOnly}
+	var tx txConn
+	var err error
+	for attempt, attempts := 1, 1; ; attempt++ {
+		start := t.m.now()
+		tx, err = b.src.backend.begin(b.ctx, o)
+		t.m.observeRoundTrip(t.ctx, EventBegin, b.src.name, start, err)
+		if err == nil || !connectionLost(err) || b.ctx.Err() != nil {
+			break
+		}
+		if attempt == 1 {
+			attempts = 1 + b.src.backend.beginAttempts()
+		}
+		if attempt >= attempts {
+			break
+		}
+	}
+	if err != nil {
+		if b.ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, context.Cause(b.ctx))
+		}
+		err = &BeginError{Source: b.src.name, Err: err}
+	}
+	t.mu.Lock()
+	b.tx, b.err, b.began = tx, err, true
+	if b.ready != nil {
+		close(b.ready)
+	}
+	t.mu.Unlock()
+}
+
+// acquire takes b's statement lock, waiting no longer than ctx allows.
+func (b *branch) acquire(ctx context.Context) error {
+	select {
+	case b.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case b.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("uow: waiting for the transaction on %q: %w", b.src.name, context.Cause(ctx))
+	}
+}
+
+func (b *branch) release() { <-b.sem }
+
+// usable reports whether a statement may run on b now; sem is held.
+func (b *branch) usable() error {
+	if b.closed {
+		return ErrDone
+	}
+	open := b.cursors[:0]
+	for _, r := range b.cursors {
+		if _, err := r.Columns(); err == nil {
+			open = append(open, r)
+		}
+	}
+	clear(b.cursors[len(open):])
+	b.cursors = open
+	if len(open) > 0 {
+		return ErrBusy
+	}
+	return nil
+}

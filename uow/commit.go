@@ -1,0 +1,323 @@
+package uow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/uowkit/uowkit/retry"
+)
+
+// This file holds how a unit finishes: the root's commit protocol over its
+// sources, rollback, and the abort when its context ends. The unit's lock
+// only guards the state changes; every COMMIT and ROLLBACK runs outside it,
+// with its branch's statement lock.
+
+// Commit finishes the unit successfully.
+//
+// For the root unit it commits every source in the order they were first
+// used, then runs the AfterCommit hooks. If one source's COMMIT fails, the
+// sources after it are rolled back and a *CommitError says exactly which
+// committed, failed and rolled back; the AfterRollback hooks run only if
+// nothing committed and the outcome is known (see AfterRollback). If the
+// unit is rollback-only, or its context has ended, everything is rolled
+// back and the error says why. A unit that never used a source commits with
+// no database round trip. When the unit's context ends while a COMMIT is in
+// flight, the COMMIT is interrupted where the driver allows it (pgx does,
+// lib/pq lets it finish), and an interrupted COMMIT is reported as unknown:
+// it was sent, so it may have been applied.
+//
+// For a joined unit, Commit only ends its participation: the outer unit
+// commits. For a nested unit it releases the savepoint; its hooks move to the
+// enclosing unit.
+//
+// Commit on a finished unit returns ErrDone; on a nil unit, ErrNoUnit.
+func (u *Unit) Commit() error {
+	if u == nil {
+		return ErrNoUnit
+	}
+	if u.err != nil {
+		return u.err
+	}
+	defer u.cancelTimeout()
+	switch u.kind {
+	case kindJoined:
+		return u.commitJoined()
+	case kindNested:
+		return u.commitNested()
+	}
+	return u.commitRoot()
+}
+
+func (u *Unit) cancelTimeout() {
+	if u.cancel != nil {
+		u.cancel()
+	}
+}
+
+func (u *Unit) commitRoot() error {
+	t := u.t
+	t.mu.Lock()
+	if u.state != stateActive {
+		t.awaitOver()
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return u.doneErr()
+	}
+	var cause error
+	switch {
+	case t.ctx.Err() != nil:
+		cause = fmt.Errorf("uow: commit: %w", context.Cause(t.ctx))
+	case u.rollbackOnly != nil:
+		cause = fmt.Errorf("%w: %w", ErrRollbackOnly, u.rollbackOnly)
+	}
+	u.state = stateFinishing
+	branches := t.branches
+	t.mu.Unlock()
+	if cause != nil {
+		err := t.rollbackAll(branches, cause)
+		u.end(stateRolledBack, nil, phaseAfterRollback)
+		return errors.Join(cause, err)
+	}
+	err := t.commitAll(branches)
+	switch {
+	case err == nil:
+		u.end(stateCommitted, nil, phaseAfterCommit)
+	case ambiguous(err):
+		// Some of the work is, or may be, durable: neither "it committed"
+		// nor "it rolled back" is true, so no hook runs. The caller has the
+		// *CommitError that says which source is in which state.
+		u.end(stateRolledBack, nil, "")
+	default:
+		u.end(stateRolledBack, nil, phaseAfterRollback)
+	}
+	return err
+}
+
+// ambiguous reports whether a failed commit left work possibly durable: a
+// partial commit, or a COMMIT whose outcome is unknown.
+func ambiguous(err error) bool {
+	var ce *CommitError
+	return errors.As(err, &ce) && (ce.Unknown || len(ce.Committed) > 0)
+}
+
+// commitAll commits every branch in order of first use; on a failure it
+// rolls back the rest and reports each source's fate.
+func (t *txn) commitAll(branches []*branch) error {
+	for i, b := range branches {
+		t.await(b)
+		if b.err != nil {
+			continue // never begun: nothing to commit (the unit was marked)
+		}
+		err, unknown := t.commitBranch(b)
+		if err == nil {
+			continue
+		}
+		ce := &CommitError{Failed: b.src.name, Err: err, Unknown: unknown}
+		for _, c := range branches[:i] {
+			if c.err == nil {
+				ce.Committed = append(ce.Committed, c.src.name)
+			}
+		}
+		for _, r := range branches[i+1:] {
+			t.await(r)
+			if r.err == nil {
+				_ = t.finish(r)
+				ce.RolledBack = append(ce.RolledBack, r.src.name)
+			}
+		}
+		return ce
+	}
+	return nil
+}
+
+// commitBranch sends b's COMMIT and says whether a failure leaves its
+// outcome unknown.
+func (t *txn) commitBranch(b *branch) (err error, unknown bool) {
+	b.sem <- struct{}{} // a statement in flight finishes first
+	defer b.release()
+	t.mu.Lock()
+	aborted := b.ctx.Err() != nil
+	if !aborted {
+		t.committing = b
+	}
+	t.mu.Unlock()
+	if aborted {
+		// The unit's context ended before the COMMIT was sent: the
+		// transaction is rolled back, certainly.
+		err = fmt.Errorf("uow: commit not sent: %w", context.Cause(b.ctx))
+		_ = t.finishLocked(b)
+		return err, false
+	}
+	start := t.m.now()
+	err = b.tx.commit()
+	t.mu.Lock()
+	t.committing = nil
+	t.mu.Unlock()
+	b.closed, b.cursors = true, nil
+	t.m.observeRoundTrip(t.ctx, EventCommit, b.src.name, start, err)
+	if err == nil {
+		return nil, false
+	}
+	if b.ctx.Err() != nil {
+		// Interrupted in flight by an abort, or refused by database/sql
+		// because the abort came first: it cannot tell which to us.
+		return fmt.Errorf("%w (%w)", err, context.Cause(b.ctx)), true
+	}
+	return err, retry.CommitOutcome(err) == retry.OutcomeUnknown
+}
+
+// finish rolls b back with its statement lock.
+func (t *txn) finish(b *branch) error {
+	b.sem <- struct{}{}
+	defer b.release()
+	return t.finishLocked(b)
+}
+
+// finishLocked rolls b back; sem is held.
+func (t *txn) finishLocked(b *branch) error {
+	if b.closed {
+		return nil
+	}
+	start := t.m.now()
+	err := b.tx.rollback()
+	b.closed, b.cursors = true, nil
+	t.m.observeRoundTrip(t.ctx, EventRollback, b.src.name, start, err)
+	return err
+}
+
+// rollbackAll rolls back every branch. A BEGIN still in flight is
+// interrupted first, and a statement in flight is interrupted by the
+// database/sql rollback itself.
+func (t *txn) rollbackAll(branches []*branch, cause error) error {
+	var errs []error
+	for _, b := range branches {
+		t.mu.Lock()
+		began := b.began
+		t.mu.Unlock()
+		if !began {
+			b.interrupt(cause)
+		}
+		t.await(b)
+		if b.err != nil {
+			continue
+		}
+		if err := t.finish(b); err != nil {
+			errs = append(errs, fmt.Errorf("uow: rollback %q: %w", b.src.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// end ends the root unit, releases what it holds and runs the hooks of
+// phase ("" for none).
+func (u *Unit) end(s state, cause error, phase string) {
+	t := u.t
+	t.mu.Lock()
+	u.state, u.doneCause = s, cause
+	if t.over != nil {
+		close(t.over)
+	}
+	var hooks []Hook
+	switch phase {
+	case phaseAfterCommit:
+		hooks = u.afterCommit
+	case phaseAfterRollback:
+		hooks = u.afterRollback
+	}
+	pinned := t.pinned
+	t.pinned = nil
+	stop := t.stop
+	branches := t.branches
+	t.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	for _, b := range branches {
+		b.interrupt(nil) // releases the context; the transaction is over
+	}
+	releasePinned(pinned)
+	u.runHooks(phase, hooks)
+}
+
+func (u *Unit) commitJoined() error {
+	b := u.boundary()
+	u.t.mu.Lock()
+	defer u.t.mu.Unlock()
+	if err := u.activeLocked(); err != nil {
+		return err
+	}
+	u.state = stateCommitted
+	if u.rollbackOnly != nil {
+		return fmt.Errorf("%w: %w", ErrRollbackOnly, u.rollbackOnly)
+	}
+	if err := u.ctx.Err(); err != nil {
+		cause := fmt.Errorf("uow: commit: %w", context.Cause(u.ctx))
+		b.failLocked(cause)
+		return cause
+	}
+	return nil
+}
+
+// Rollback abandons the unit's work. It is a no-op on a finished unit, so
+// defer u.Rollback() right after Begin is the idiom.
+//
+// The root unit rolls back every source and runs the AfterRollback hooks. A
+// joined unit marks the outer unit rollback-only (its work cannot be undone
+// alone). A nested unit rolls back to its savepoint, discards its AfterCommit
+// hooks and runs its AfterRollback hooks; the outer unit goes on.
+func (u *Unit) Rollback() error {
+	if u == nil || u.err != nil {
+		return nil
+	}
+	defer u.cancelTimeout()
+	t := u.t
+	t.mu.Lock()
+	if u.activeLocked() != nil {
+		t.awaitOver()
+		return nil
+	}
+	switch u.kind {
+	case kindJoined:
+		u.state = stateRolledBack
+		u.parent.failLocked(errJoinedRolledBack)
+		t.mu.Unlock()
+		return nil
+	case kindNested:
+		return u.rollbackNested() // unlocks
+	}
+	u.state = stateFinishing
+	branches := t.branches
+	t.mu.Unlock()
+	err := t.rollbackAll(branches, errRolledBack)
+	u.end(stateRolledBack, nil, phaseAfterRollback)
+	return err
+}
+
+var errRolledBack = errors.New("uow: rolled back")
+
+// abort rolls the root unit back because its context ended. When a COMMIT
+// is in flight it interrupts it instead: the committing goroutine reports
+// the outcome.
+func (t *txn) abort() {
+	u := t.root
+	cause := context.Cause(t.ctx)
+	t.mu.Lock()
+	if u.state != stateActive {
+		c := t.committing
+		t.mu.Unlock()
+		if c != nil {
+			c.interrupt(cause)
+		}
+		return
+	}
+	u.state = stateFinishing
+	branches := t.branches
+	t.mu.Unlock()
+	// rollbackAll interrupts a BEGIN in flight; a statement in flight ends
+	// with the context it runs on (see bind); begun transactions are
+	// rolled back synchronously, so their connections are back in the pool
+	// when the unit is over.
+	_ = t.rollbackAll(branches, cause) // each source's failure went to the Observer
+	u.end(stateRolledBack, cause, phaseAfterRollback)
+}

@@ -1,0 +1,173 @@
+package uow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// This file holds nested units: savepoints, created lazily on the sources a
+// nested unit uses, released by its Commit and rolled back to by its
+// Rollback. A savepoint statement runs with its branch's statement lock held
+// and never under the unit's lock.
+
+// prepare checks, with b's statement lock held, that u may still run a
+// statement, and creates on b the savepoints of the nested scopes enclosing
+// u that b does not have yet, outermost first.
+func (u *Unit) prepare(ctx context.Context, b *branch) error {
+	t := u.t
+	t.mu.Lock()
+	if err := u.activeLocked(); err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	var chain []*Unit // nested scopes, innermost first
+	for s := u; s != nil; s = s.parent {
+		if s.kind == kindNested {
+			if s.savepoint == "" {
+				t.spSeq++
+				s.savepoint = fmt.Sprintf("uow_sp_%d", t.spSeq)
+			}
+			chain = append(chain, s)
+		}
+	}
+	t.mu.Unlock()
+	var outer *Unit
+	for i := len(chain) - 1; i >= 0; i-- {
+		n := chain[i]
+		if b.has(n) {
+			outer = n
+			continue
+		}
+		if b.top() != outer {
+			return ErrNestedOverlap
+		}
+		if err := b.tx.exec(ctx, "SAVEPOINT "+n.savepoint); err != nil {
+			// The savepoint does not exist, and PostgreSQL has aborted the
+			// whole transaction: nothing short of the enclosing scope's
+			// rollback undoes that.
+			err = fmt.Errorf("uow: savepoint on %q: %w", b.src.name, err)
+			t.mu.Lock()
+			n.failLocked(err)
+			n.parent.failLocked(err)
+			t.mu.Unlock()
+			return err
+		}
+		b.sp = append(b.sp, n)
+		t.mu.Lock()
+		n.spBranches = append(n.spBranches, b)
+		t.mu.Unlock()
+		outer = n
+	}
+	return nil
+}
+
+// has reports whether n's savepoint exists on b; sem is held.
+func (b *branch) has(n *Unit) bool {
+	for _, x := range b.sp {
+		if x == n {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *branch) top() *Unit {
+	if len(b.sp) == 0 {
+		return nil
+	}
+	return b.sp[len(b.sp)-1]
+}
+
+// pop removes n, and any savepoint above it, from b's stack; sem is held.
+func (b *branch) pop(n *Unit) {
+	for i := len(b.sp) - 1; i >= 0; i-- {
+		if b.sp[i] == n {
+			b.sp = b.sp[:i]
+			return
+		}
+	}
+}
+
+// spExec runs a savepoint statement for n on b, with b's statement lock.
+func (b *branch) spExec(ctx context.Context, n *Unit, stmts ...string) error {
+	b.sem <- struct{}{}
+	defer b.release()
+	defer b.pop(n)
+	if b.closed {
+		return ErrDone
+	}
+	for _, s := range stmts {
+		if err := b.tx.exec(ctx, s+" "+n.savepoint); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (u *Unit) commitNested() error {
+	t := u.t
+	t.mu.Lock()
+	if err := u.activeLocked(); err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	var cause error
+	switch {
+	case u.rollbackOnly != nil:
+		cause = fmt.Errorf("%w: %w", ErrRollbackOnly, u.rollbackOnly)
+	case u.ctx.Err() != nil:
+		cause = fmt.Errorf("uow: commit: %w", context.Cause(u.ctx))
+	}
+	if cause != nil {
+		return errors.Join(cause, u.rollbackNested()) // unlocks
+	}
+	u.state = stateFinishing
+	branches := u.spBranches
+	t.mu.Unlock()
+	ctx := context.WithoutCancel(u.ctx)
+	for _, b := range branches {
+		if err := b.spExec(ctx, u, "RELEASE SAVEPOINT"); err != nil {
+			err = fmt.Errorf("uow: release savepoint on %q: %w", b.src.name, err)
+			t.mu.Lock()
+			u.parent.failLocked(err)
+			u.state = stateRolledBack
+			t.mu.Unlock()
+			return err
+		}
+	}
+	t.mu.Lock()
+	u.state = stateCommitted
+	p := u.parent.boundary()
+	p.afterCommit = append(p.afterCommit, u.afterCommit...)
+	p.afterRollback = append(p.afterRollback, u.afterRollback...)
+	t.mu.Unlock()
+	return nil
+}
+
+// rollbackNested rolls u's savepoints back and runs its AfterRollback hooks.
+// It is called with t.mu held and releases it. A failure to roll back to the
+// savepoint leaves the transaction unusable, so it marks the enclosing unit
+// rollback-only.
+func (u *Unit) rollbackNested() error {
+	t := u.t
+	u.state = stateFinishing
+	branches := u.spBranches
+	t.mu.Unlock()
+	ctx := context.WithoutCancel(u.ctx)
+	var errs []error
+	for _, b := range branches {
+		if err := b.spExec(ctx, u, "ROLLBACK TO SAVEPOINT", "RELEASE SAVEPOINT"); err != nil {
+			errs = append(errs, fmt.Errorf("uow: rollback to savepoint on %q: %w", b.src.name, err))
+		}
+	}
+	t.mu.Lock()
+	for _, err := range errs {
+		u.parent.failLocked(err)
+	}
+	u.state = stateRolledBack
+	hooks := u.afterRollback
+	t.mu.Unlock()
+	u.runHooks(phaseAfterRollback, hooks)
+	return errors.Join(errs...)
+}

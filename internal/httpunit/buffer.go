@@ -10,58 +10,66 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"time"
 
-	"github.com/uowkit/uowkit/retry"
+	"github.com/uowkit/uowkit/internal/bridge"
 	"github.com/uowkit/uowkit/uow"
 )
 
-// serveBuffered runs the handler with its response held back, so that a
-// retryable failure can re-run it on a fresh unit while nothing has reached
-// the client. The request body is kept for replay only when there is a retry
-// policy: otherwise the handler reads it as it comes.
-func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request), watch Watcher) {
-	p := c.Retry
-	var body []byte
-	replayable := false
-	base := w.Header() // the outer middlewares' headers: each run starts from them
+// serveBuffered runs the handler with its response held back. When the
+// request's unit has a retry policy (bridge.RetryPolicy: the one uow's Do
+// would use for a root unit with these options), the policy's own loop
+// re-runs the handler on a fresh unit after a failure it retries, as long
+// as nothing has reached the client; the request body is then read up front
+// to be replayed. Otherwise the handler runs once and reads its body as it
+// comes.
+func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next http.Handler, watch Watcher) {
+	opts := c.unitOptions(r)
+	hooks := &bridge.HookContext{Context: r.Context()}
+	defer c.runHooks(r, &hooks.Queue) // after the response, whichever attempt wrote it
+	rn := runner{c: c, w: w, r: r, next: next, watch: watch, opts: opts, base: w.Header()}
+	p := bridge.RetryPolicy(c.m, opts)
 	if p != nil {
-		body, replayable = keepBody(r, c.Buffer)
-		base = base.Clone() // w's own are overwritten when a run sets its status
+		var replayable bool
+		rn.body, replayable = keepBody(r, c.o.Buffer)
+		if !replayable {
+			p = nil
+		}
 	}
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		var delay time.Duration
-		// again says whether a failed attempt may be re-run, within the
-		// policy's attempts and MaxElapsed, and picks the backoff.
-		again := func() bool {
-			if !replayable || attempt >= p.Attempts() {
-				return false
-			}
-			delay = p.Delay(attempt)
-			return p.MaxElapsed <= 0 || time.Since(start)+delay <= p.MaxElapsed
-		}
-		err, done := c.attempt(w, r, next, watch, base, body, again)
-		if done {
-			return
-		}
-		if o := c.Manager.Observer(); o != nil {
-			o.Observe(r.Context(), uow.Event{Kind: uow.EventRetry, Attempt: attempt, Delay: delay, Err: err})
-		}
-		if p.OnRetry != nil {
-			p.OnRetry(r.Context(), attempt, delay, err)
-		}
-		if serr := retry.Sleep(r.Context(), delay); serr != nil {
-			c.giveUp(w, r, watch, fmt.Errorf("uow middleware: retry: %w (last attempt: %w)", serr, err))
-			return
-		}
+	if p == nil {
+		rn.attempt(hooks, nil)
+		return
+	}
+	rn.base = rn.base.Clone() // w's own are overwritten when an attempt sets its status
+	var held *heldResponse
+	attempts := 0
+	err := p.Do(hooks, func(ctx context.Context, _ int) error {
+		attempts++
+		var err error
+		held, err = rn.attempt(ctx, p.Retryable)
+		return err
+	})
+	switch {
+	case held == nil && attempts > 0:
+		// An attempt has answered.
+	case held == nil:
+		// The request's context ended before the first attempt.
+		c.giveUp(w, r, watch, fmt.Errorf("uow middleware: request not run: %w", err))
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		// The request's context ended during a backoff (a retried error is
+		// never a context error).
+		c.giveUp(w, r, watch, err)
+	default:
+		// Attempts ran out, or MaxElapsed would pass: the last attempt's
+		// response goes out as it was decided.
+		held.write()
 	}
 }
 
-// giveUp answers a request whose context ended while it waited to be
-// re-run: nothing was committed, so it must not get net/http's implicit 200.
+// giveUp answers a request whose context ended before an attempt could run
+// (during a backoff, or before the first): nothing was committed, so it
+// must not get net/http's implicit 200, but 503, or 504 for a deadline.
 func (c *Config) giveUp(w http.ResponseWriter, r *http.Request, watch Watcher, err error) {
-	o := Outcome{Status: http.StatusServiceUnavailable, Replaced: true, Err: err}
+	o := outcome{Status: http.StatusServiceUnavailable, Replaced: true, Err: err}
 	if errors.Is(err, context.DeadlineExceeded) {
 		o.Status = http.StatusGatewayTimeout
 	}
@@ -70,54 +78,85 @@ func (c *Config) giveUp(w http.ResponseWriter, r *http.Request, watch Watcher, e
 	d.fail(o)
 }
 
-// attempt runs the handler once. It returns done=false, with the unit's
-// error, when the attempt failed retryably and again allowed a re-run: then
-// nothing was written to w.
-func (c *Config) attempt(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request), watch Watcher, base http.Header, body []byte, again func() bool) (error, bool) {
-	ctx, cancel := c.deadline(r)
+// runner is what every attempt at a buffered request shares.
+type runner struct {
+	c     *Config
+	w     http.ResponseWriter
+	r     *http.Request
+	next  http.Handler
+	watch Watcher
+	opts  []uow.Option
+	base  http.Header // the outer middlewares' headers: each attempt starts from them
+	body  []byte      // the request body to replay, or nil
+}
+
+// heldResponse is a decided attempt whose response has not gone out yet.
+type heldResponse struct {
+	bw     *bufferWriter
+	o      outcome
+	status int
+}
+
+// write sends the held response: the handler's, or the error response that
+// replaces it.
+func (h *heldResponse) write() {
+	h.bw.c.report(h.bw.r, h.o.Err)
+	if h.o.Replaced {
+		h.bw.fail(h.o)
+		return
+	}
+	h.bw.send(h.status)
+}
+
+// attempt runs the handler once on a fresh unit begun on ctx, and decides
+// the unit when the handler returns. When retryable is set and accepts the
+// unit's failure (at COMMIT, or the statement error that made it
+// rollback-only, even under the handler's own 500), and nothing has gone
+// out, it holds the response back and returns it with that failure: the
+// retry policy then decides between another attempt and sending it.
+// Otherwise it answers the client and returns nil, nil.
+func (rn *runner) attempt(ctx context.Context, retryable func(error) bool) (*heldResponse, error) {
+	c, r := rn.c, rn.r
+	ctx, cancel := c.deadline(ctx)
 	defer cancel() // after the decision, and after a streamed handler is done
-	ctx, u := c.Manager.Begin(ctx, c.options(r)...)
-	d := &decision{c: c, u: u, r: r, w: w, watch: watch}
-	bw := &bufferWriter{d: d, w: w, header: base.Clone(), limit: c.Buffer}
+	bw := &bufferWriter{decision: decision{c: c, r: r, w: rn.w, watch: rn.watch, retryable: retryable},
+		header: rn.base.Clone(), limit: c.o.Buffer}
+	ctx, bw.u = c.m.Begin(ctx, rn.opts...)
 	r = r.WithContext(ctx)
-	if body != nil {
-		r.Body = io.NopCloser(bytes.NewReader(body))
+	if rn.body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(rn.body))
 	}
 	returned := false
 	defer func() {
 		// A panic (which goes on) or runtime.Goexit: nothing to commit.
 		if !returned {
-			_ = u.Rollback()
+			_ = bw.u.Rollback()
 		}
 	}()
-	next(bw, r)
+	rn.next.ServeHTTP(bw, r)
 	returned = true
 	if bw.streaming {
-		d.decide(http.StatusOK) // already decided when streaming began
+		bw.decide(http.StatusOK) // already decided when streaming began
 		bw.trailers()
-		return nil, true
+		return nil, nil
 	}
 	status := bw.status
 	if status == 0 {
 		status = http.StatusOK
 	}
-	cause := u.RollbackOnly() // a failed statement, before the decision clears it
-	d.done = true
-	o := c.Decide(u, status)
-	failure := o.Err
-	if !o.Replaced {
+	cause := bw.u.RollbackOnly() // a failed statement, before the decision clears it
+	bw.done = true
+	h := heldResponse{bw: bw, o: c.decide(bw.u, status, retryable), status: status}
+	failure := h.o.Err
+	if !h.o.Replaced {
 		failure = cause
 	}
-	if failure != nil && c.Retry != nil && c.Retry.Retryable(failure) && again() {
-		return failure, false
+	if retryable != nil && retryable(failure) {
+		held := h
+		return &held, failure
 	}
-	c.report(r, o.Err)
-	if o.Replaced {
-		d.fail(o)
-		return nil, true
-	}
-	bw.send(status)
-	return nil, true
+	h.write()
+	return nil, nil
 }
 
 // keepBody reads a request body of up to limit bytes so that it can be
@@ -154,8 +193,7 @@ type readCloser struct {
 // (WriteHeader, or the first Write or ReadFrom): they are copied into the
 // real writer's map then, and later changes count only for trailers.
 type bufferWriter struct {
-	d         *decision
-	w         http.ResponseWriter
+	decision
 	header    http.Header // the handler's
 	status    int
 	buf       bytes.Buffer
@@ -172,7 +210,7 @@ func (b *bufferWriter) WriteHeader(code int) {
 	case code < 100 || code > 999:
 		b.w.WriteHeader(code) // net/http panics, as it would without the buffer
 	case b.streaming:
-		if !b.d.replaced {
+		if !b.replaced {
 			b.w.WriteHeader(code)
 		}
 	case informational(code):
@@ -188,8 +226,8 @@ func (b *bufferWriter) setStatus(code int) {
 	if b.status == 0 {
 		b.status = code
 		copyHeader(b.w.Header(), b.header)
-		if b.d.watch != nil {
-			b.d.watch.Held(code)
+		if b.watch != nil {
+			b.watch.Held(code)
 		}
 	}
 }
@@ -201,7 +239,7 @@ func (b *bufferWriter) Write(p []byte) (int, error) {
 		b.stream()
 	}
 	if b.streaming {
-		if b.d.replaced {
+		if b.replaced {
 			return len(p), nil
 		}
 		return b.w.Write(p)
@@ -226,7 +264,7 @@ func (b *bufferWriter) ReadFrom(src io.Reader) (int64, error) {
 	var m int64
 	var err error
 	switch rf, ok := b.w.(io.ReaderFrom); {
-	case b.d.replaced:
+	case b.replaced:
 		m, err = io.Copy(io.Discard, src)
 	case ok:
 		m, err = rf.ReadFrom(src)
@@ -236,33 +274,21 @@ func (b *bufferWriter) ReadFrom(src io.Reader) (int64, error) {
 	return n + m, err
 }
 
-// Flush decides, sends what is buffered and streams from now on.
+// Flush decides, sends what is buffered and streams from now on. On a real
+// writer that cannot flush, it still decides and streams.
 func (b *bufferWriter) Flush() {
 	b.stream()
-	if f, ok := b.w.(http.Flusher); ok {
-		f.Flush()
-	}
+	_ = http.NewResponseController(b.w).Flush()
 }
 
-// Hijack decides (as 101) and hands the connection over.
+// Hijack decides (as 101) and hands the connection over: streaming from
+// now on.
 func (b *bufferWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := b.w.(http.Hijacker)
-	if !ok {
-		return nil, nil, http.ErrNotSupported
+	if hijacker(b.w) != nil {
+		b.streaming = true
 	}
-	b.streaming = true
-	if b.d.decide(http.StatusSwitchingProtocols) {
-		return nil, nil, ErrCommitFailed
-	}
-	conn, rw, err := hj.Hijack()
-	if err == nil {
-		b.d.out(http.StatusSwitchingProtocols)
-	}
-	return conn, rw, err
+	return b.hijack()
 }
-
-// Unwrap returns the real writer, for http.ResponseController.
-func (b *bufferWriter) Unwrap() http.ResponseWriter { return b.w }
 
 // copyHeader makes dst a copy of src.
 func copyHeader(dst, src http.Header) {
@@ -277,11 +303,11 @@ func (b *bufferWriter) stream() {
 	}
 	b.streaming = true
 	b.setStatus(http.StatusOK)
-	if b.d.decide(b.status) {
+	if b.decide(b.status) {
 		return
 	}
 	b.w.WriteHeader(b.status)
-	b.d.out(b.status)
+	b.out(b.status)
 	_, _ = b.w.Write(b.buf.Bytes())
 	b.buf.Reset()
 }
@@ -292,7 +318,7 @@ func (b *bufferWriter) send(status int) {
 		copyHeader(b.w.Header(), b.header)
 	}
 	b.w.WriteHeader(status)
-	b.d.out(status)
+	b.out(status)
 	_, _ = b.w.Write(b.buf.Bytes())
 	b.trailers()
 }
@@ -301,7 +327,7 @@ func (b *bufferWriter) send(status int) {
 // the handler has returned and the header has gone: net/http ignores what
 // changed since, except trailers, whose values it reads at the end.
 func (b *bufferWriter) trailers() {
-	if !b.d.replaced {
+	if !b.replaced {
 		maps.Copy(b.w.Header(), b.header)
 	}
 }

@@ -5,27 +5,17 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/uowkit/uowkit/retry"
 	"github.com/uowkit/uowkit/uow"
 )
 
-// Policy says which statuses commit. The zero value commits below 400.
-type Policy struct {
-	// Commit reports whether a response with this status commits the unit.
-	// Nil means status < 400.
-	Commit func(status int) bool
-	// Retryable reports whether a failed commit is worth retrying by the
-	// client (503 with Retry-After instead of 500). Nil means never.
-	Retryable func(err error) bool
-	// RetryAfter is the Retry-After value sent with 503, in seconds as text.
-	// Empty means "1".
-	RetryAfter string
-	// Failure writes the body of the response that replaces the handler's
-	// (see [Policy.WriteFailure]). Nil means the status text as plain text.
-	Failure func(w http.ResponseWriter, r *http.Request, status int, err error)
-}
+// ErrCommitFailed is returned by Hijack when the unit could not be committed
+// before handing the connection over; the client has been sent an error
+// response instead. Package nethttp exports it.
+var ErrCommitFailed = errors.New("uow middleware: commit failed; connection not hijacked")
 
-// Outcome is what the middleware must do with the response.
-type Outcome struct {
+// outcome is what the middleware must do with the response.
+type outcome struct {
 	// Status is the status to send: the handler's, or 500 when the commit
 	// failed, 503 when it failed retryably and nothing committed, 504 when
 	// the deadline passed before the commit.
@@ -37,61 +27,54 @@ type Outcome struct {
 	Err error
 }
 
-// Decide finishes u for a response with status: commit when the policy says
-// so and the handler did not ask for a rollback, roll back otherwise.
-func (p Policy) Decide(u *uow.Unit, status int) Outcome {
-	if !p.commits(status) {
-		return Outcome{Status: status, Err: u.Rollback()}
+// decide finishes u for a response with status: commit when the commit
+// policy says so and the handler did not ask for a rollback, roll back
+// otherwise. A failed commit is answered 503 when retryable (nil:
+// retry.Retryable) accepts its error, which it never does for a partial or
+// unknown commit.
+func (c *Config) decide(u *uow.Unit, status int, retryable func(error) bool) outcome {
+	if !c.commits(status) {
+		return outcome{Status: status, Err: u.Rollback()}
 	}
 	err := u.Commit()
+	if retryable == nil {
+		retryable = retry.Retryable
+	}
 	switch {
 	case err == nil:
-		return Outcome{Status: status}
+		return outcome{Status: status}
 	case errors.Is(err, uow.ErrRollbackRequested):
 		// The handler asked for the rollback: its response goes through.
-		return Outcome{Status: status}
+		return outcome{Status: status}
 	case errors.Is(err, context.DeadlineExceeded):
 		// The deadline passed before the commit: the unit was rolled back.
-		return Outcome{Status: http.StatusGatewayTimeout, Replaced: true, Err: err}
-	case p.Retryable != nil && p.Retryable(err):
-		return Outcome{Status: http.StatusServiceUnavailable, Replaced: true, Err: err}
+		return outcome{Status: http.StatusGatewayTimeout, Replaced: true, Err: err}
+	case retryable(err):
+		return outcome{Status: http.StatusServiceUnavailable, Replaced: true, Err: err}
 	}
-	return Outcome{Status: http.StatusInternalServerError, Replaced: true, Err: err}
+	return outcome{Status: http.StatusInternalServerError, Replaced: true, Err: err}
 }
 
-func (p Policy) commits(status int) bool {
-	if p.Commit != nil {
-		return p.Commit(status)
-	}
-	return status < 400
-}
-
-// WriteFailure writes the response that replaces a handler's after a failed
-// commit: the handler's headers are dropped, 503 gets Retry-After, and the
-// body is Failure's (default: the status text as plain text). Whatever
-// Failure does, the client gets o.Status: a status it writes is replaced,
-// and one it does not write is sent for it.
-func (p Policy) WriteFailure(w http.ResponseWriter, r *http.Request, o Outcome) {
+// writeFailure writes the response that replaces a handler's after a
+// failed commit: the handler's headers are dropped, 503 gets Retry-After,
+// and the body is FailureResponse's (default: the status text as plain
+// text). Whatever FailureResponse does, the client gets o.Status: a status it
+// writes is replaced, and one it does not write is sent for it.
+func (c *Config) writeFailure(w http.ResponseWriter, r *http.Request, o outcome) {
 	h := w.Header()
-	for k := range h {
-		delete(h, k)
-	}
+	clear(h)
 	h.Set("X-Content-Type-Options", "nosniff")
 	if o.Status == http.StatusServiceUnavailable {
-		ra := p.RetryAfter
-		if ra == "" {
-			ra = "1"
-		}
-		h.Set("Retry-After", ra)
+		h.Set("Retry-After", c.retryAfter)
 	}
-	if p.Failure == nil {
+	if c.o.FailureResponse == nil {
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(o.Status)
 		_, _ = w.Write([]byte(http.StatusText(o.Status) + "\n"))
 		return
 	}
 	fw := &failureWriter{ResponseWriter: w, status: o.Status}
-	p.Failure(fw, r, o.Status, o.Err)
+	c.o.FailureResponse(fw, r, o.Status, o.Err)
 	fw.WriteHeader(o.Status)
 }
 

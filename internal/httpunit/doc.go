@@ -1,4 +1,12 @@
-// Package httpunit is the decision both HTTP middlewares share: given the
-// status a handler is about to send, finish the request's unit and say what
-// the client must see instead, if anything.
+// Package httpunit is what the HTTP middlewares (middleware/nethttp and
+// middleware/uowecho) share: their options, validated once ([New]), and
+// serving one request in a unit ([Config.Serve]): deciding the unit's fate
+// once, when the status becomes known, and saying what the client must see
+// instead, if anything.
+//
+// The files follow the ideas: options.go (the options, their validation and
+// defaults), decide.go (status → commit or rollback, and the response that
+// replaces a handler's after a failed commit), serve.go (streaming mode and
+// its writer), buffer.go (buffered mode and the retry by the unit's own
+// policy), hooks.go (the units' hooks, run after the response).
 package httpunit

@@ -2,74 +2,13 @@ package httpunit
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
-	"time"
 
-	"github.com/felixge/httpsnoop"
-
-	"github.com/uowkit/uowkit/retry"
+	"github.com/uowkit/uowkit/internal/bridge"
 	"github.com/uowkit/uowkit/uow"
 )
-
-// ErrCommitFailed is returned by Hijack when the unit could not be committed
-// before handing the connection over; the client has been sent an error
-// response instead.
-var ErrCommitFailed = errors.New("uow middleware: commit failed; connection not hijacked")
-
-// Config is what a middleware needs to serve one request in a unit.
-type Config struct {
-	Policy
-	// Manager begins the units.
-	Manager *uow.Manager
-	// UnitOptions returns the options of a request's unit.
-	UnitOptions func(r *http.Request) []uow.Option
-	// Timeout bounds each request, or each run of the handler in buffered
-	// mode, through its context (0: none); see deadline.
-	Timeout time.Duration
-	// Report receives commit failures and rollback errors.
-	Report func(r *http.Request, err error)
-	// Buffer enables buffered mode (bytes; 0: streaming).
-	Buffer int
-	// Retry re-runs the handler in buffered mode (nil: never).
-	Retry *retry.Policy
-}
-
-func (c *Config) options(r *http.Request) []uow.Option {
-	if c.UnitOptions != nil {
-		return c.UnitOptions(r)
-	}
-	return nil
-}
-
-// deadline returns the context to run one handler in: r's, bounded by
-// Timeout, and the function that releases it, to be called once the
-// handler has returned and the unit has been decided.
-//
-// The deadline is the middleware's, not the unit's (uow.Timeout): a unit's
-// own deadline ends with the unit, that is at the decision, which would
-// cancel the context of a handler still streaming after a flush or serving
-// a hijacked connection. The unit begun on this context still rolls back
-// when the deadline passes, because a root unit ends with its context, and
-// a later Commit then fails with an error wrapping
-// context.DeadlineExceeded: the 504.
-func (c *Config) deadline(r *http.Request) (context.Context, context.CancelFunc) {
-	if c.Timeout <= 0 {
-		return r.Context(), func() {}
-	}
-	return context.WithTimeout(r.Context(), c.Timeout)
-}
-
-func (c *Config) report(r *http.Request, err error) {
-	if err != nil && c.Report != nil {
-		c.Report(r, err)
-	}
-}
 
 // Watcher is told what becomes of a response's status, for an adapter that
 // keeps its framework's view of the response true to the client's (Echo's
@@ -90,33 +29,55 @@ type Watcher interface {
 // Serve runs next for one request inside a lazy unit and decides the unit's
 // fate once, when the response status becomes known. next receives the
 // wrapped writer and the request carrying the unit. watch, if not nil, is
-// told of the status.
-func (c *Config) Serve(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request), watch Watcher) {
-	if c.Buffer > 0 {
+// told of the status. The units' after-commit and after-rollback hooks run
+// once the response is complete, on a goroutine of their own (see
+// runHooks).
+func (c *Config) Serve(w http.ResponseWriter, r *http.Request, next http.Handler, watch Watcher) {
+	c.ServeIn(nil, w, r, next, watch)
+}
+
+// Stream is the state of one request in streaming mode, for an adapter to
+// embed in a per-request value it allocates anyway (and pass to ServeIn),
+// which spares the request an allocation. A Stream serves one request.
+type Stream struct {
+	w streamWriter
+}
+
+// ServeIn is Serve with the streaming state in st (nil: a new one).
+func (c *Config) ServeIn(st *Stream, w http.ResponseWriter, r *http.Request, next http.Handler, watch Watcher) {
+	if c.o.Buffer > 0 {
 		c.serveBuffered(w, r, next, watch)
 		return
 	}
-	ctx, cancel := c.deadline(r)
+	if st == nil {
+		st = new(Stream)
+	}
+	// One allocation holds the writer, the decision and the hook queue.
+	s := &st.w
+	s.decision = decision{c: c, r: r, w: w, watch: watch}
+	s.hooks.Context = r.Context()
+	ctx, cancel := c.deadline(&s.hooks)
 	defer cancel() // after finish: the unit is decided, not aborted
-	ctx, u := c.Manager.Begin(ctx, c.options(r)...)
-	d := &decision{c: c, u: u, r: r, w: w, watch: watch}
-	defer d.finish() // rolls back on panic (which goes on) and decides a silent handler
-	next(d.wrap(w), r.WithContext(ctx))
-	d.returned = true
+	ctx, s.u = c.m.Begin(ctx, c.unitOptions(r)...)
+	defer s.finish() // rolls back on panic (which goes on) and decides a silent handler
+	next.ServeHTTP(s, r.WithContext(ctx))
+	s.returned = true
 }
 
 // decision finishes one unit once. A ResponseWriter is not used
 // concurrently, so it needs no lock.
 type decision struct {
-	c        *Config
-	u        *uow.Unit
-	r        *http.Request
-	w        http.ResponseWriter // the real writer
-	watch    Watcher             // or nil
-	done     bool
-	replaced bool
-	sent     bool // a final status has gone to w
-	returned bool // the handler returned, rather than panicked or called runtime.Goexit
+	c     *Config
+	u     *uow.Unit
+	r     *http.Request
+	w     http.ResponseWriter // the real writer
+	watch Watcher             // or nil
+	// retryable classifies a failed commit as worth a 503 (nil:
+	// retry.Retryable): the request's retry policy in buffered mode.
+	retryable func(error) bool
+	done      bool
+	replaced  bool
+	sent      bool // a final status has gone to w
 }
 
 // out reports the first final status that goes to the real writer; net/http
@@ -131,8 +92,8 @@ func (d *decision) out(status int) {
 }
 
 // fail writes the response that replaces the handler's.
-func (d *decision) fail(o Outcome) {
-	d.c.WriteFailure(d.w, d.r, o)
+func (d *decision) fail(o outcome) {
+	d.c.writeFailure(d.w, d.r, o)
 	d.out(o.Status)
 }
 
@@ -144,7 +105,7 @@ func (d *decision) decide(status int) bool {
 		return d.replaced
 	}
 	d.done = true
-	o := d.c.Decide(d.u, status)
+	o := d.c.decide(d.u, status, d.retryable)
 	d.c.report(d.r, o.Err)
 	if o.Replaced {
 		d.replaced = true
@@ -153,160 +114,136 @@ func (d *decision) decide(status int) bool {
 	return d.replaced
 }
 
-// finish runs when the handler returns, panics or exits its goroutine.
-func (d *decision) finish() {
-	if !d.returned {
-		// A panic, which goes on unwinding to the application's recoverer,
-		// or runtime.Goexit (t.FailNow in a handler): the handler did not
-		// finish its work, so nothing commits. No-op if already decided.
-		d.done = true
-		_ = d.u.Rollback()
-		return
+// hijack decides as a 101 and hands the connection over. It does not
+// decide when no writer down the Unwrap chain can hijack: the handler gets
+// http.ErrNotSupported and may still answer.
+func (d *decision) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj := hijacker(d.w)
+	if hj == nil {
+		return nil, nil, http.ErrNotSupported
 	}
-	// A handler that wrote nothing gets its 200 from net/http after this.
-	d.decide(http.StatusOK)
+	if d.decide(http.StatusSwitchingProtocols) {
+		return nil, nil, ErrCommitFailed
+	}
+	conn, rw, err := hj.Hijack()
+	if err == nil {
+		d.out(http.StatusSwitchingProtocols)
+	}
+	return conn, rw, err
+}
+
+// Push forwards an HTTP/2 server push; it does not decide.
+func (d *decision) Push(target string, opts *http.PushOptions) error {
+	if p, ok := d.w.(http.Pusher); ok {
+		return p.Push(target, opts)
+	}
+	return http.ErrNotSupported
+}
+
+// Unwrap returns the real writer, for http.ResponseController.
+func (d *decision) Unwrap() http.ResponseWriter { return d.w }
+
+// hijacker returns the first writer down w's Unwrap chain that can hijack,
+// as http.ResponseController looks for one, or nil.
+func hijacker(w http.ResponseWriter) http.Hijacker {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return t
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 func informational(code int) bool {
 	return code >= 100 && code < 200 && code != http.StatusSwitchingProtocols
 }
 
-// wrap routes every way the status can leave the process through decide,
-// keeping the writer's optional interfaces.
-func (d *decision) wrap(w http.ResponseWriter) http.ResponseWriter {
-	return httpsnoop.Wrap(w, httpsnoop.Hooks{
-		WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
-			return func(code int) {
-				if code < 100 || code > 999 {
-					next(code) // net/http panics; the unit rolls back as for any panic
-					return
-				}
-				if informational(code) {
-					if !d.done {
-						next(code)
-					}
-					return
-				}
-				if !d.decide(code) {
-					next(code)
-					d.out(code)
-				}
-			}
-		},
-		Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
-			return func(b []byte) (int, error) {
-				if d.decide(http.StatusOK) {
-					return len(b), nil
-				}
-				d.out(http.StatusOK)
-				return next(b)
-			}
-		},
-		ReadFrom: func(next httpsnoop.ReadFromFunc) httpsnoop.ReadFromFunc {
-			return func(src io.Reader) (int64, error) {
-				if d.decide(http.StatusOK) {
-					return io.Copy(io.Discard, src)
-				}
-				d.out(http.StatusOK)
-				return next(src)
-			}
-		},
-		Flush: func(next httpsnoop.FlushFunc) httpsnoop.FlushFunc {
-			return func() {
-				d.decide(http.StatusOK)
-				d.out(http.StatusOK)
-				next()
-			}
-		},
-		FlushError: func(next httpsnoop.FlushErrorFunc) httpsnoop.FlushErrorFunc {
-			return func() error {
-				d.decide(http.StatusOK)
-				d.out(http.StatusOK)
-				return next()
-			}
-		},
-		Hijack: func(next httpsnoop.HijackFunc) httpsnoop.HijackFunc {
-			return func() (net.Conn, *bufio.ReadWriter, error) {
-				if d.decide(http.StatusSwitchingProtocols) {
-					return nil, nil, ErrCommitFailed
-				}
-				conn, rw, err := next()
-				if err == nil {
-					d.out(http.StatusSwitchingProtocols)
-				}
-				return conn, rw, err
-			}
-		},
-	})
+// streamWriter is the writer of streaming mode: every way the status can
+// leave the process goes through decide. It offers http.Flusher,
+// http.Hijacker, io.ReaderFrom, http.Pusher and Unwrap whatever the real
+// writer offers: a Flush or Hijack the real writer cannot do reports
+// http.ErrNotSupported, found through the Unwrap chain as
+// http.ResponseController does, and the other interfaces have fallbacks.
+// Unlike a generated wrapper offering only the real writer's interfaces, it
+// costs one allocation, shared with the decision and the hook queue.
+type streamWriter struct {
+	decision
+	hooks    bridge.HookContext // the request's context, carrying the hook queue
+	returned bool               // the handler returned, rather than panicked or called runtime.Goexit
 }
 
-// Settings are a middleware's options in framework-neutral form.
-type Settings struct {
-	Commit      func(status int) bool
-	UnitOptions func(r *http.Request) []uow.Option
-	Timeout     time.Duration
-	Buffer      int
-	Retry       *retry.Policy
-	RetryAfter  time.Duration
-	// Report receives commit failures and rollback errors; nil logs them
-	// with slog.Default.
-	Report func(r *http.Request, err error)
-	// Failure writes the body of the response that replaces the handler's
-	// after a failed commit (see Policy.Failure).
-	Failure func(w http.ResponseWriter, r *http.Request, status int, err error)
+// finish runs when the handler returns, panics or exits its goroutine.
+func (s *streamWriter) finish() {
+	if s.returned {
+		// A handler that wrote nothing gets its 200 from net/http after this.
+		s.decide(http.StatusOK)
+	} else {
+		// A panic, which goes on unwinding to the application's recoverer,
+		// or runtime.Goexit (t.FailNow in a handler): the handler did not
+		// finish its work, so nothing commits. No-op if already decided.
+		s.done = true
+		_ = s.u.Rollback()
+	}
+	s.c.runHooks(s.r, &s.hooks.Queue)
 }
 
-// NewConfig validates s and returns the Config to serve requests with. It
-// panics with a "uow middleware:" prefix on invalid settings, which are
-// programming errors found at start-up.
-func NewConfig(m *uow.Manager, s Settings) *Config {
-	if m == nil {
-		panic("uow middleware: nil uow.Manager")
-	}
-	if s.Buffer < 0 || s.Timeout < 0 || s.RetryAfter < 0 {
-		panic("uow middleware: negative Buffer, Timeout or RetryAfter")
-	}
-	if s.Retry != nil && s.Buffer == 0 {
-		panic("uow middleware: Retry needs Buffer: a streamed response cannot be taken back")
-	}
-	ra := s.RetryAfter
-	if ra == 0 {
-		ra = time.Second
-	}
-	c := &Config{
-		Policy: Policy{
-			Commit:     s.Commit,
-			Retryable:  retry.Retryable, // never a partial or unknown commit: those are 500
-			RetryAfter: strconv.Itoa(int((ra + time.Second - 1) / time.Second)),
-			Failure:    s.Failure,
-		},
-		Manager: m, UnitOptions: s.UnitOptions, Timeout: s.Timeout,
-		Buffer: s.Buffer, Retry: s.Retry, Report: s.Report,
-	}
-	if s.Retry != nil {
-		c.Retryable = s.Retry.Retryable
-	}
-	if c.Report == nil {
-		c.Report = func(r *http.Request, err error) { logReport(slog.Default(), r, err) }
-	}
-	return c
-}
+// Header returns the real writer's header.
+func (s *streamWriter) Header() http.Header { return s.w.Header() }
 
-// logReport is the default Report. A request whose context was cancelled
-// (the client left, the server is shutting down) was rolled back as it
-// should be: Info. A deadline that passed is the service's problem but not
-// a fault: Warn. Anything else (a failed COMMIT, a statement error under a
-// status that would have committed) is an Error.
-func logReport(l *slog.Logger, r *http.Request, err error) {
-	level := slog.LevelError
+// WriteHeader decides on a final status before sending it; 1xx other than
+// 101 pass through undecided.
+func (s *streamWriter) WriteHeader(code int) {
 	switch {
-	case errors.Is(err, uow.ErrPartialCommit), errors.Is(err, uow.ErrCommitUnknown):
-		// whatever else it wraps, something may have committed
-	case errors.Is(err, context.Canceled):
-		level = slog.LevelInfo
-	case errors.Is(err, context.DeadlineExceeded):
-		level = slog.LevelWarn
+	case code < 100 || code > 999:
+		s.w.WriteHeader(code) // net/http panics; the unit rolls back as for any panic
+	case informational(code):
+		if !s.done {
+			s.w.WriteHeader(code)
+		}
+	case !s.decide(code):
+		s.w.WriteHeader(code)
+		s.out(code)
 	}
-	l.LogAttrs(r.Context(), level, "uow middleware: unit not committed",
-		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 }
+
+// Write decides on the implicit 200 before the first byte.
+func (s *streamWriter) Write(b []byte) (int, error) {
+	if s.decide(http.StatusOK) {
+		return len(b), nil
+	}
+	s.out(http.StatusOK)
+	return s.w.Write(b)
+}
+
+// ReadFrom decides on the implicit 200, then copies through the real
+// writer's ReadFrom when it has one (sendfile).
+func (s *streamWriter) ReadFrom(src io.Reader) (int64, error) {
+	if s.decide(http.StatusOK) {
+		return io.Copy(io.Discard, src)
+	}
+	s.out(http.StatusOK)
+	if rf, ok := s.w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(s.w, src)
+}
+
+// Flush decides on the 200 a flush sends, and flushes.
+func (s *streamWriter) Flush() { _ = s.FlushError() }
+
+// FlushError is Flush for http.ResponseController: it reports a real writer
+// that cannot flush. The 200 has been sent all the same.
+func (s *streamWriter) FlushError() error {
+	if !s.decide(http.StatusOK) && !s.sent {
+		s.w.WriteHeader(http.StatusOK) // what the real writer's flush would send
+		s.out(http.StatusOK)
+	}
+	return http.NewResponseController(s.w).Flush()
+}
+
+// Hijack decides as a 101 and hands the connection over.
+func (s *streamWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return s.hijack() }

@@ -40,11 +40,11 @@ func TestWatcherIsToldOfTheStatus(t *testing.T) {
 		{"buffered, nothing written", 64, func(http.ResponseWriter) {}, calls{"sent 200"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := NewConfig(uow.New(nil), Settings{Buffer: tc.buffer})
+			c := New("test", uow.New(nil), Options{Buffer: tc.buffer})
 			var got calls
-			c.Serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), func(w http.ResponseWriter, _ *http.Request) {
+			c.Serve(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				tc.do(w)
-			}, &got)
+			}), &got)
 			assert.Equal(t, tc.want, got)
 		})
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/uowkit/uowkit/internal/httpunit"
+	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/retry"
 )
@@ -86,10 +86,10 @@ func deadline(t *testing.T, tag string, stack Stack) {
 			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				e := NewEnv(t, tag)
-				s := mode.Settings
+				s := mode.Options
 				s.Timeout = tc.timeout
 				var seen Errors // what alive found, from the handler's goroutine
-				h := stack(Setup{M: e.M, Settings: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
+				h := stack(Setup{M: e.M, Options: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
 					if !tc.noDB {
 						if err := e.Insert(r.Context(), "x"); err != nil {
 							return err
@@ -138,15 +138,15 @@ func retryBackoffEnds(t *testing.T, tag string, stack Stack) {
 			var end func() // the request's context's
 			var runs atomic.Int64
 			var reported Errors
-			s := httpunit.Settings{Buffer: 1 << 10, Report: reported.Handle, Retry: &retry.Policy{
-				MaxAttempts: 5, OnRetry: func(context.Context, int, time.Duration, error) { end() }}}
+			s := nethttp.Options{Buffer: 1 << 10, ErrorHandler: reported.Handle, UnitOptions: RetryWith(retry.Policy{
+				MaxAttempts: 5, OnRetry: func(context.Context, int, time.Duration, error) { end() }})}
 			outer := func(w http.ResponseWriter, r *http.Request, next func(*http.Request)) {
 				ctx, stop := endOnDemand(r.Context(), tc.end)
 				defer stop()
 				end = stop
 				next(r.WithContext(ctx))
 			}
-			h := stack(Setup{M: e.M, Settings: s, Outer: outer, Handler: func(w http.ResponseWriter, r *http.Request) error {
+			h := stack(Setup{M: e.M, Options: s, Outer: outer, Handler: func(w http.ResponseWriter, r *http.Request) error {
 				runs.Add(1)
 				if err := e.Insert(r.Context(), "x"); err != nil {
 					return err
@@ -185,9 +185,9 @@ func largeRequestBody(t *testing.T, tag string, stack Stack) {
 			e := NewEnv(t, tag)
 			CommitConflicts(t, e.DB, e.Table, 1)
 			var read []string // the body each run read
-			s := httpunit.Settings{Buffer: 32, Report: func(*http.Request, error) {},
-				Retry: &retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond}}
-			h := stack(Setup{M: e.M, Settings: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
+			s := nethttp.Options{Buffer: 32, ErrorHandler: func(*http.Request, error) {},
+				UnitOptions: RetryWith(retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond})}
+			h := stack(Setup{M: e.M, Options: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
 				b, err := io.ReadAll(r.Body)
 				if err != nil {
 					return err

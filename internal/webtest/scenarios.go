@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/uowkit/uowkit/internal/httpunit"
 	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/retry"
 	"github.com/uowkit/uowkit/uow"
@@ -57,8 +57,8 @@ func NoRoundTrip(t *testing.T, tag string, build func(m *uow.Manager) http.Handl
 // the partial commit.
 func twoDatabases(t *testing.T, tag string, stack Stack) {
 	t.Helper()
-	all := append(modes(), mode{"buffered with retry", httpunit.Settings{
-		Buffer: 1 << 16, Retry: &retry.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond}}})
+	all := append(modes(), mode{"buffered with retry", nethttp.Options{
+		Buffer: 1 << 16, UnitOptions: RetryWith(retry.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond})}})
 	for _, mode := range all {
 		for _, tc := range []struct {
 			name     string
@@ -82,9 +82,9 @@ func twoDatabases(t *testing.T, tag string, stack Stack) {
 					CommitConflicts(t, p.B, p.TB, 1)
 				}
 				var reported Errors
-				s := mode.Settings
-				s.Report = reported.Handle
-				h := stack(Setup{M: p.M, Settings: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
+				s := mode.Options
+				s.ErrorHandler = reported.Handle
+				h := stack(Setup{M: p.M, Options: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
 					if err := p.Insert(r.Context(), r.URL.Query().Get("violate")); err != nil {
 						return err
 					}
@@ -116,7 +116,8 @@ type WriteSkew struct {
 	*Env
 	// M is a manager on the Env's database whose Observer counts EventRetry.
 	M *uow.Manager
-	// Policy is the retry policy to give the middleware; its OnRetry counts.
+	// Policy is the retry policy of the scenario's units (UnitOptions),
+	// which buffered mode re-runs the handler by; its OnRetry counts.
 	Policy retry.Policy
 
 	retries, observed atomic.Int64
@@ -140,9 +141,10 @@ func NewWriteSkew(t *testing.T, tag string) *WriteSkew {
 	return w
 }
 
-// UnitOptions are the options of the scenario's units: serializable.
+// UnitOptions are the options of the scenario's units: serializable, with
+// Policy.
 func (w *WriteSkew) UnitOptions() []uow.Option {
-	return []uow.Option{uow.Isolation(sql.LevelSerializable)}
+	return []uow.Option{uow.Isolation(sql.LevelSerializable), uow.Retry(w.Policy)}
 }
 
 // Attempt is the handler's work for the request whose body is body: it
@@ -205,15 +207,15 @@ func failureResponse(t *testing.T, tag string, stack Stack) {
 				e := NewEnv(t, tag)
 				CommitFailures(t, e.DB, e.Table, 1, tc.sqlstate)
 				var got Errors
-				s := mode.Settings
-				s.Report = func(*http.Request, error) {}
-				s.Failure = func(w http.ResponseWriter, r *http.Request, status int, err error) {
+				s := mode.Options
+				s.ErrorHandler = func(*http.Request, error) {}
+				s.FailureResponse = func(w http.ResponseWriter, r *http.Request, status int, err error) {
 					got.Handle(r, err)
 					w.Header().Set("Content-Type", "application/json")
 					w.WriteHeader(http.StatusOK) // pinned: the client still gets status
 					_ = json.NewEncoder(w).Encode(map[string]any{"error": "not saved", "status": status})
 				}
-				h := stack(Setup{M: e.M, Settings: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
+				h := stack(Setup{M: e.M, Options: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
 					if err := e.Insert(r.Context(), "x"); err != nil {
 						return err
 					}
@@ -264,9 +266,9 @@ func commitPolicy(t *testing.T, tag string, stack Stack) {
 			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				e := NewEnv(t, tag)
-				s := mode.Settings
+				s := mode.Options
 				s.Commit = tc.commit
-				h := stack(Setup{M: e.M, Settings: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
+				h := stack(Setup{M: e.M, Options: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
 					if err := e.Insert(r.Context(), "x"); err != nil {
 						return err
 					}
@@ -296,7 +298,7 @@ func lateHeaders(t *testing.T, tag string, stack Stack) {
 			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				e := NewEnv(t, tag)
-				h := stack(Setup{M: e.M, Settings: mode.Settings, Handler: func(w http.ResponseWriter, r *http.Request) error {
+				h := stack(Setup{M: e.M, Options: mode.Options, Handler: func(w http.ResponseWriter, r *http.Request) error {
 					if err := e.Insert(r.Context(), "x"); err != nil {
 						return err
 					}
@@ -349,7 +351,7 @@ func panicRollsBackAtOnce(t *testing.T, tag string, stack Stack) {
 				}()
 				next(r)
 			}
-			h := stack(Setup{M: e.M, Settings: mode.Settings, Outer: recoverer, Handler: func(w http.ResponseWriter, r *http.Request) error {
+			h := stack(Setup{M: e.M, Options: mode.Options, Outer: recoverer, Handler: func(w http.ResponseWriter, r *http.Request) error {
 				if err := e.Insert(r.Context(), "x"); err != nil {
 					return err
 				}

@@ -9,7 +9,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/uowkit/uowkit/internal/httpunit"
+	"github.com/uowkit/uowkit/middleware/nethttp"
+	"github.com/uowkit/uowkit/retry"
 	"github.com/uowkit/uowkit/uow"
 )
 
@@ -17,11 +18,8 @@ import (
 type Setup struct {
 	// M begins the units.
 	M *uow.Manager
-	// Settings are the middleware's options in framework-neutral form; the
-	// adapter maps each field to its own option (Report to the error hook,
-	// Failure to the failure writer), passing the *http.Request, or nil
-	// when the hook was called without its request.
-	Settings httpunit.Settings
+	// Options are the middleware's options, which every adapter takes.
+	Options nethttp.Options
 	// Outer, if set, is a middleware further out than the unit's (inside
 	// the framework's recoverer): it runs next, possibly with another
 	// request.
@@ -37,14 +35,21 @@ type Stack func(Setup) http.Handler
 
 // mode is one way the middleware can hold a response.
 type mode struct {
-	Name     string
-	Settings httpunit.Settings
+	Name    string
+	Options nethttp.Options
 }
 
 // modes returns streaming and buffered mode: a shared behaviour must be
 // decided the same in both.
 func modes() []mode {
-	return []mode{{"streaming", httpunit.Settings{}}, {"buffered", httpunit.Settings{Buffer: 1 << 16}}}
+	return []mode{{"streaming", nethttp.Options{}}, {"buffered", nethttp.Options{Buffer: 1 << 16}}}
+}
+
+// RetryWith returns an Options.UnitOptions that gives every request's unit
+// the retry policy p: buffered mode re-runs the handler by it.
+func RetryWith(p retry.Policy) func(*http.Request) []uow.Option {
+	opts := []uow.Option{uow.Retry(p)}
+	return func(*http.Request) []uow.Option { return opts }
 }
 
 // HijackReply takes the connection over through http.ResponseController,
@@ -109,6 +114,10 @@ func Scenarios(t *testing.T, tag string, stack Stack) {
 		{"CommitPolicy", commitPolicy},
 		{"LateHeaders", lateHeaders},
 		{"FailureResponse", failureResponse},
+		{"SameRetryAsDo", sameRetryAsDo},
+		{"HooksAfterResponse", hooksAfterResponse},
+		{"ExhaustedPool", exhaustedPool},
+		{"DeadConnection", deadConnection},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()

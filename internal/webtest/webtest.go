@@ -85,7 +85,8 @@ func (p *Pair) Insert(ctx context.Context, violate string) error {
 	}{{p.A, p.TA, "a"}, {p.B, p.TB, "b"}} {
 		var v *int
 		if violate == s.name {
-			v = new(99)
+			v = new(int)
+			*v = 99
 		}
 		if _, err := repo.From(ctx, s.db).ExecContext(ctx, `INSERT INTO `+s.child+` VALUES ($1)`, v); err != nil {
 			return err
@@ -151,28 +152,54 @@ func Serve(t *testing.T, h http.Handler, method, path, body string) Response {
 // Send sends one request to the server at url.
 func Send(t *testing.T, url, method, path, body string) Response {
 	t.Helper()
+	res, err := send(context.Background(), url, method, path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// Sent is the outcome of a request sent by [Go].
+type Sent struct {
+	Response
+	Err error
+}
+
+// Go sends one request to the server at url, with ctx, on a goroutine of
+// its own, and delivers the outcome on the channel it returns.
+func Go(ctx context.Context, url, method, path, body string) <-chan Sent {
+	out := make(chan Sent, 1)
+	go func() {
+		res, err := send(ctx, url, method, path, body)
+		out <- Sent{res, err}
+	}()
+	return out
+}
+
+// send sends one request and reads the whole response.
+func send(ctx context.Context, url, method, path, body string) (Response, error) {
 	var res Response
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
 		res.Informational = append(res.Informational, code)
 		return nil
 	}}
-	ctx := httptrace.WithClientTrace(context.Background(), trace)
+	ctx = httptrace.WithClientTrace(ctx, trace)
 	req, err := http.NewRequestWithContext(ctx, method, url+path, strings.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return res, err
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	r, err := client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return res, err
 	}
 	defer r.Body.Close()
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
-		t.Fatal(err)
+		return res, err
 	}
 	res.Status, res.Header, res.Body, res.Trailer = r.StatusCode, r.Header, string(b), r.Trailer
-	return res
+	return res, nil
 }
 
 var errNoRequest = errors.New("webtest: hook called without the request")

@@ -43,42 +43,69 @@
 // outside the unit. If that commit fails, Hijack returns [ErrCommitFailed]
 // and the client gets the error response.
 //
-// The wrapped ResponseWriter keeps [http.Flusher], [http.Hijacker],
-// [io.ReaderFrom] and Unwrap (for [http.ResponseController]) in both modes:
-// in streaming mode it is built with [github.com/felixge/httpsnoop]; in
-// buffered mode the buffer implements them (see below).
+// The wrapped ResponseWriter offers [http.Flusher], [http.Hijacker],
+// [http.Pusher], [io.ReaderFrom] and Unwrap (for [http.ResponseController]) in both modes,
+// whatever the server's writer offers: a Hijack the server's writer cannot
+// do (HTTP/2) reports [http.ErrNotSupported] without deciding, and a Flush it
+// cannot do still decides and sends the status. In streaming mode the
+// writer is hand-written, one allocation shared with the request's decision,
+// so a request that never touches the database pays little (see the
+// NoDBRequest benchmark).
 //
 // # Timeout
 //
 // Options.Timeout is a deadline on the request's context, which the handler
 // gets and the unit runs under. If it passes before the decision, the unit
-// is rolled back at once, and a status that would commit becomes 504 (a
+// is rolled back at once, a wait for a pool connection or a running
+// statement is interrupted, and a status that would commit becomes 504 (a
 // status the policy rejects, such as the handler's own 408, goes through).
-// Deciding does not cancel the context: a handler that goes on streaming
-// after a flush, or serving a hijacked connection, keeps it until it
-// returns or the deadline passes.
+// So an exhausted pool sheds load within the Timeout instead of queueing
+// requests behind it; a client that hangs up ends the wait too. Deciding
+// does not cancel the context: a handler that goes on streaming after a
+// flush, or serving a hijacked connection, keeps it until it returns or the
+// deadline passes.
+//
+// # Hooks after the response
+//
+// The after-commit and after-rollback hooks of the request's units
+// ([uow.AfterCommit]) do not run at the commit, which happens before the
+// status goes out: they run once the response is complete (the handler has
+// returned and the decision has been written), on a goroutine of their own,
+// so that a slow hook never holds the response back. Their context carries
+// the request's values, not its cancellation, and ends after
+// Options.HookTimeout (10s by default). A request whose units registered no
+// hook starts no goroutine.
 //
 // # Buffered mode and retries
 //
 // With Options.Buffer the response is held back (up to that many bytes), so
 // the client hears nothing until the handler has returned and the unit is
-// finished; WriteHeader then only records the status. With Options.Retry as
-// well, a serialization failure or deadlock, at any statement or at COMMIT,
-// re-runs the whole handler on a fresh unit after the policy's backoff,
-// replaying the request body, as long as nothing has reached the client. This
-// is what makes SERIALIZABLE isolation practical behind HTTP handlers. A
-// larger response, a Flush or a Hijack falls back to streaming, decided at
-// that moment with the guarantee above; an io.Copy (ReadFrom) is buffered up
-// to the limit too. As without the buffer, the headers sent are those set
-// when the status was set; later changes count only for trailers. Handlers
-// may run more than once: keep side effects in [uow.AfterCommit] hooks.
+// finished; WriteHeader then only records the status. When the request's
+// unit has a retry policy — uow.Retry among its options (Options.UnitOptions
+// or the manager's uow.WithDefaults), or the default policy of a
+// serializable unit — a failure the policy retries re-runs the whole handler
+// on a fresh unit after the policy's backoff, replaying the request body, as
+// long as nothing has reached the client: a serialization failure or
+// deadlock at any statement or at COMMIT, a connection lost at BEGIN. The
+// loop is the policy's own (retry.Policy.Do), the one uow's Do runs, so a
+// request is retried exactly when Do would retry the same work; a partial
+// or unknown commit never is. When attempts run out, the last attempt's
+// response goes out as it was decided; if the request's context ends during
+// a backoff, the client gets 503 (504 for a deadline). This is what makes
+// SERIALIZABLE isolation practical behind HTTP handlers. A larger response,
+// a Flush or a Hijack falls back to streaming, decided at that moment with
+// the guarantee above; an io.Copy (ReadFrom) is buffered up to the limit
+// too. As without the buffer, the headers sent are those set when the
+// status was set; later changes count only for trailers. Handlers may run
+// more than once: keep side effects in [uow.AfterCommit] hooks.
 //
 // # Options
 //
 // [Transaction] uses the defaults; [TransactionWithOptions] takes [Options],
 // whose zero fields mean their defaults. Invalid options panic when the
 // middleware is built, never at request time. [ReadOnlySafeMethods] is a
-// ready Options.UnitOptions.
+// ready Options.UnitOptions. The Echo adapter,
+// github.com/uowkit/uowkit/middleware/uowecho, takes the same [Options].
 //
 // See docs/middleware.md for the full decision table and the known limits.
 //

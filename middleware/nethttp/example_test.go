@@ -1,12 +1,14 @@
 package nethttp_test
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/uowkit/uowkit/internal/pgtest"
 	"github.com/uowkit/uowkit/middleware/nethttp"
@@ -55,7 +57,8 @@ func ExampleTransaction() {
 
 // Safe methods get read-only units; buffered mode holds each response until
 // its unit is finished, so that a serialization failure re-runs the handler
-// on a fresh SERIALIZABLE unit instead of reaching the client.
+// on a fresh SERIALIZABLE unit instead of reaching the client, by the
+// unit's retry policy, as uow's Do would re-run its function.
 func ExampleTransactionWithOptions() {
 	db := pgtest.ExampleDB("nethttp_examples")
 	defer db.Close()
@@ -64,10 +67,10 @@ func ExampleTransactionWithOptions() {
 
 	mw := nethttp.TransactionWithOptions(m, nethttp.Options{
 		UnitOptions: func(r *http.Request) []uow.Option {
-			return append(nethttp.ReadOnlySafeMethods(r), uow.Isolation(sql.LevelSerializable))
+			return append(nethttp.ReadOnlySafeMethods(r),
+				uow.Isolation(sql.LevelSerializable), uow.Retry(retry.Policy{MaxAttempts: 5}))
 		},
 		Buffer:       64 << 10,
-		Retry:        &retry.Policy{MaxAttempts: 5},
 		ErrorHandler: func(_ *http.Request, err error) { fmt.Println("not committed:", err) },
 	})
 	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -94,4 +97,38 @@ func ExampleTransactionWithOptions() {
 	// POST 200 1
 	// GET 405 read-only
 	// POST 200 2
+}
+
+// An after-commit hook runs once the response is complete, on a goroutine
+// and a context of its own (bounded by HookTimeout): a slow hook never
+// delays the 201, and it runs only if the insert committed.
+func ExampleOptions_afterCommitHooks() {
+	db := pgtest.ExampleDB("nethttp_examples")
+	defer db.Close()
+	db.MustExec(`DROP TABLE IF EXISTS signups; CREATE TABLE signups (email text)`)
+	m := uow.New(db)
+
+	sent := make(chan string)
+	h := nethttp.TransactionWithOptions(m, nethttp.Options{HookTimeout: 5 * time.Second})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			if _, err := repo.From(ctx, db).ExecContext(ctx, `INSERT INTO signups VALUES ('ada@example.com')`); err != nil {
+				http.Error(w, "internal error", http.StatusInternalServerError)
+				return
+			}
+			_ = uow.AfterCommit(ctx, func(ctx context.Context) error {
+				_, bounded := ctx.Deadline()
+				sent <- fmt.Sprint("welcome mail sent, deadline: ", bounded) // waits for the reader below
+				return nil
+			})
+			w.WriteHeader(http.StatusCreated)
+		}))
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/signups", nil))
+	fmt.Println("response", rec.Code) // the hook is still waiting
+	fmt.Println(<-sent)
+	// Output:
+	// response 201
+	// welcome mail sent, deadline: true
 }

@@ -68,12 +68,7 @@ func hijackReply(conn net.Conn, rw *bufio.ReadWriter, err error) {
 // stack serves a shared scenario (internal/webtest) through the middleware,
 // with a recoverer outside, as applications set it up.
 func stack(s webtest.Setup) http.Handler {
-	o := nethttp.Options{
-		Commit: s.Settings.Commit, UnitOptions: s.Settings.UnitOptions, Timeout: s.Settings.Timeout,
-		ErrorHandler: s.Settings.Report, FailureResponse: s.Settings.Failure,
-		Buffer: s.Settings.Buffer, Retry: s.Settings.Retry, RetryAfter: s.Settings.RetryAfter,
-	}
-	var h http.Handler = nethttp.TransactionWithOptions(s.M, o)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var h http.Handler = nethttp.TransactionWithOptions(s.M, s.Options)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.Handler(w, r); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
@@ -372,11 +367,11 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 			503, "Service Unavailable\n", "3", 1, 0},
 		{"buffered without Retry: 503", 1, nethttp.Options{Buffer: 1 << 10},
 			503, "Service Unavailable\n", "1", 1, 0},
-		{"buffered with Retry: re-run, one clean 201", 2, nethttp.Options{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond}},
+		{"buffered with Retry: re-run, one clean 201", 2, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond})},
 			201, "attempt 3 read payload", "", 3, 1},
-		{"buffered, attempts exhausted: 503", 5, nethttp.Options{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond}},
+		{"buffered, attempts exhausted: 503", 5, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond})},
 			503, "Service Unavailable\n", "1", 2, 0},
-		{"buffered, MaxElapsed passed: 503", 1, nethttp.Options{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 5, MaxElapsed: time.Nanosecond}},
+		{"buffered, MaxElapsed passed: 503", 1, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 5, MaxElapsed: time.Nanosecond})},
 			503, "Service Unavailable\n", "1", 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -429,7 +424,7 @@ func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
 	}{
 		{"default", nethttp.Options{}},
 		{"read-only safe methods, timeout", nethttp.Options{UnitOptions: nethttp.ReadOnlySafeMethods, Timeout: time.Minute}},
-		{"buffered with retry", nethttp.Options{Buffer: 1 << 10, Retry: &retry.Policy{}}},
+		{"buffered with retry", nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{})}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -556,7 +551,6 @@ func TestBufferedRetryRerunsTheHandlerOnARealSerializationFailure(t *testing.T) 
 	ws := webtest.NewWriteSkew(t, "nethttp")
 	ws.Check(t, nethttp.TransactionWithOptions(ws.M, nethttp.Options{
 		Buffer:      1 << 16,
-		Retry:       &ws.Policy,
 		UnitOptions: func(*http.Request) []uow.Option { return ws.UnitOptions() },
 	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body) // replayed on every attempt
@@ -645,12 +639,14 @@ func TestMisconfigurationPanicsAtConstruction(t *testing.T) {
 		{m, nethttp.Options{Buffer: -1}, "nethttp: negative Options.Buffer"},
 		{m, nethttp.Options{Timeout: -1}, "nethttp: negative Options.Timeout"},
 		{m, nethttp.Options{RetryAfter: -1}, "nethttp: negative Options.RetryAfter"},
-		{m, nethttp.Options{Retry: &retry.Policy{}}, "nethttp: Options.Retry needs Options.Buffer: a streamed response cannot be taken back"},
+		{m, nethttp.Options{HookTimeout: -1}, "nethttp: negative Options.HookTimeout"},
 	} {
 		assert.PanicsWithValue(t, tc.want, func() { nethttp.TransactionWithOptions(tc.m, tc.opts) })
 	}
 	assert.PanicsWithValue(t, "nethttp: nil *uow.Manager", func() { nethttp.Transaction(nil) })
-	assert.NotPanics(t, func() { nethttp.TransactionWithOptions(m, nethttp.Options{Buffer: 1, Retry: &retry.Policy{}}) })
+	assert.NotPanics(t, func() {
+		nethttp.TransactionWithOptions(m, nethttp.Options{Buffer: 1, UnitOptions: webtest.RetryWith(retry.Policy{})})
+	})
 }
 
 func TestGoexitInHandlerRollsBack(t *testing.T) {

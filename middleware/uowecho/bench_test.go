@@ -1,4 +1,4 @@
-package echo_test
+package uowecho_test
 
 import (
 	"database/sql"
@@ -8,7 +8,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/uowkit/uowkit/internal/pgtest"
-	uowecho "github.com/uowkit/uowkit/middleware/echo"
+	"github.com/uowkit/uowkit/middleware/nethttp"
+	"github.com/uowkit/uowkit/middleware/uowecho"
 	"github.com/uowkit/uowkit/uow"
 )
 
@@ -36,8 +37,8 @@ func BenchmarkNoDBRequest(b *testing.B) {
 		mw   []echo.MiddlewareFunc
 	}{
 		{"bare", nil},
-		{"uowkit", []echo.MiddlewareFunc{uowecho.Middleware(uow.New(db))}},
-		{"uowkit-buffered", []echo.MiddlewareFunc{uowecho.MiddlewareWithConfig(uowecho.Config{Manager: uow.New(db), Buffer: 1 << 10})}},
+		{"uowkit", []echo.MiddlewareFunc{uowecho.Transaction(uow.New(db))}},
+		{"uowkit-buffered", []echo.MiddlewareFunc{uowecho.TransactionWithOptions(uow.New(db), nethttp.Options{Buffer: 1 << 10})}},
 		{"eager-begin-commit", []echo.MiddlewareFunc{eager}},
 	} {
 		b.Run(c.name, func(b *testing.B) {

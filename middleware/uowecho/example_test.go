@@ -1,4 +1,4 @@
-package echo_test
+package uowecho_test
 
 import (
 	"fmt"
@@ -10,20 +10,21 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/uowkit/uowkit/internal/pgtest"
-	uowecho "github.com/uowkit/uowkit/middleware/echo"
+	"github.com/uowkit/uowkit/middleware/nethttp"
+	"github.com/uowkit/uowkit/middleware/uowecho"
 	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/uow"
 )
 
 // A handler's returned error decides like the response Echo writes for it: an
 // echo.HTTPError 409 rolls the insert back.
-func ExampleMiddleware() {
+func ExampleTransaction() {
 	db := pgtest.ExampleDB("echo_examples")
 	defer db.Close()
 	db.MustExec(`DROP TABLE IF EXISTS players; CREATE TABLE players (name text)`)
 
 	e := echo.New()
-	e.Use(uowecho.Middleware(uow.New(db)))
+	e.Use(uowecho.Transaction(uow.New(db)))
 	e.POST("/players", func(c echo.Context) error {
 		name := c.FormValue("name")
 		ctx := c.Request().Context()
@@ -55,15 +56,14 @@ func ExampleMiddleware() {
 // Per-request options and a dry run: the handler asks for a rollback with
 // uow.SetRollbackOnly and still answers 201, and GET requests get read-only
 // units.
-func ExampleMiddlewareWithConfig() {
+func ExampleTransactionWithOptions() {
 	db := pgtest.ExampleDB("echo_examples")
 	defer db.Close()
 	db.MustExec(`DROP TABLE IF EXISTS orders; CREATE TABLE orders (item text)`)
 
 	e := echo.New()
-	e.Use(uowecho.MiddlewareWithConfig(uowecho.Config{
-		Manager:     uow.New(db),
-		UnitOptions: uowecho.ReadOnlySafeMethods,
+	e.Use(uowecho.TransactionWithOptions(uow.New(db), nethttp.Options{
+		UnitOptions: nethttp.ReadOnlySafeMethods,
 		Timeout:     5 * time.Second,
 	}))
 	e.POST("/orders", func(c echo.Context) error {

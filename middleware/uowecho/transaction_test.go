@@ -1,4 +1,4 @@
-package echo_test
+package uowecho_test
 
 import (
 	"context"
@@ -20,7 +20,8 @@ import (
 
 	"github.com/uowkit/uowkit/internal/pgtest"
 	"github.com/uowkit/uowkit/internal/webtest"
-	uowecho "github.com/uowkit/uowkit/middleware/echo"
+	"github.com/uowkit/uowkit/middleware/nethttp"
+	"github.com/uowkit/uowkit/middleware/uowecho"
 	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/retry"
 	"github.com/uowkit/uowkit/uow"
@@ -32,10 +33,10 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // behaviour must be decided the same in both.
 var modes = []struct {
 	name string
-	cfg  uowecho.Config
+	opts nethttp.Options
 }{
-	{"streaming", uowecho.Config{}},
-	{"buffered", uowecho.Config{Buffer: 1 << 16}},
+	{"streaming", nethttp.Options{}},
+	{"buffered", nethttp.Options{Buffer: 1 << 16}},
 }
 
 // newEcho returns an Echo with middleware.Recover outside the unit
@@ -49,18 +50,6 @@ func newEcho(mw ...echo.MiddlewareFunc) *echo.Echo {
 	return e
 }
 
-// with returns cfg with m.
-func with(cfg uowecho.Config, m *uow.Manager) uowecho.Config {
-	cfg.Manager = m
-	return cfg
-}
-
-// errs collects what the ErrorHandler receives, and flags a call without
-// the echo.Context it promises.
-type errs struct{ webtest.Errors }
-
-func (e *errs) handle(c echo.Context, err error) { e.Handle(request(c), err) }
-
 // hijack answers on the hijacked connection with a raw response.
 func hijack(c echo.Context, body string) error {
 	return webtest.HijackReply(c.Response(), body, func() {})
@@ -70,19 +59,6 @@ func hijack(c echo.Context, body string) error {
 // with middleware.Recover outside: the handler gets c.Response() and
 // c.Request(), and its error goes to Echo.
 func stack(s webtest.Setup) http.Handler {
-	cfg := uowecho.Config{
-		Manager: s.M, Commit: s.Settings.Commit, Timeout: s.Settings.Timeout,
-		Buffer: s.Settings.Buffer, Retry: s.Settings.Retry, RetryAfter: s.Settings.RetryAfter,
-	}
-	if f := s.Settings.UnitOptions; f != nil {
-		cfg.UnitOptions = func(c echo.Context) []uow.Option { return f(c.Request()) }
-	}
-	if f := s.Settings.Report; f != nil {
-		cfg.ErrorHandler = func(c echo.Context, err error) { f(request(c), err) }
-	}
-	if f := s.Settings.Failure; f != nil {
-		cfg.FailureResponse = func(c echo.Context, w http.ResponseWriter, status int, err error) { f(w, request(c), status, err) }
-	}
 	var mw []echo.MiddlewareFunc
 	if s.Outer != nil {
 		mw = append(mw, func(next echo.HandlerFunc) echo.HandlerFunc {
@@ -95,17 +71,9 @@ func stack(s webtest.Setup) http.Handler {
 			}
 		})
 	}
-	e := newEcho(append(mw, uowecho.MiddlewareWithConfig(cfg))...)
+	e := newEcho(append(mw, uowecho.TransactionWithOptions(s.M, s.Options))...)
 	e.Any("/*", func(c echo.Context) error { return s.Handler(c.Response(), c.Request()) })
 	return e
-}
-
-// request returns c's request, or nil for a hook called without c.
-func request(c echo.Context) *http.Request {
-	if c == nil {
-		return nil
-	}
-	return c.Request()
 }
 
 // TestScenarios runs the framework-independent scenarios of
@@ -211,7 +179,7 @@ func TestDecisionTable(t *testing.T) {
 			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				env := webtest.NewEnv(t, "echo")
-				e := newEcho(uowecho.MiddlewareWithConfig(with(mode.cfg, env.M)))
+				e := newEcho(uowecho.TransactionWithOptions(env.M, mode.opts))
 				e.POST("/", func(c echo.Context) error {
 					if err := env.Insert(c.Request().Context(), "x"); err != nil {
 						panic(err)
@@ -237,21 +205,21 @@ func TestPanicAfterWriting(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name   string
-		mode   uowecho.Config
+		opts   nethttp.Options
 		flush  bool
 		status int
 		body   string
 		rows   int
 	}{
-		{"streaming", uowecho.Config{}, false, 200, "ok", 1},
-		{"buffered", uowecho.Config{Buffer: 1 << 10}, false, 500, "{\"message\":\"Internal Server Error\"}\n", 0},
+		{"streaming", nethttp.Options{}, false, 200, "ok", 1},
+		{"buffered", nethttp.Options{Buffer: 1 << 10}, false, 500, "{\"message\":\"Internal Server Error\"}\n", 0},
 		// The recoverer's error response is not glued after the 200.
-		{"buffered, flushed", uowecho.Config{Buffer: 1 << 10}, true, 200, "ok", 1},
+		{"buffered, flushed", nethttp.Options{Buffer: 1 << 10}, true, 200, "ok", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "echo")
-			e := newEcho(uowecho.MiddlewareWithConfig(with(tc.mode, env.M)))
+			e := newEcho(uowecho.TransactionWithOptions(env.M, tc.opts))
 			e.POST("/", func(c echo.Context) error {
 				if err := env.Insert(c.Request().Context(), "x"); err != nil {
 					return err
@@ -275,7 +243,7 @@ func TestRecoverInsideTheMiddleware(t *testing.T) {
 	env := webtest.NewEnv(t, "echo")
 	e := echo.New()
 	e.Logger.SetOutput(io.Discard)
-	e.Use(uowecho.Middleware(env.M), middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
+	e.Use(uowecho.Transaction(env.M), middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
 	e.POST("/", func(c echo.Context) error {
 		if err := env.Insert(c.Request().Context(), "x"); err != nil {
 			return err
@@ -352,7 +320,7 @@ func TestOuterMiddlewareSeesWhatTheClientSaw(t *testing.T) {
 						seenStatus, seenErr = c.Response().Status, err
 						return err
 					}
-				}, uowecho.MiddlewareWithConfig(with(mode.cfg, env.M)))
+				}, uowecho.TransactionWithOptions(env.M, mode.opts))
 				e.HTTPErrorHandler = func(err error, c echo.Context) {
 					handled.Add(1)
 					e.DefaultHTTPErrorHandler(err, c)
@@ -390,7 +358,7 @@ func TestAfterTheDecisionRepositoriesFail(t *testing.T) {
 	t.Parallel()
 	env := webtest.NewEnv(t, "echo")
 	var late error
-	e := newEcho(uowecho.Middleware(env.M))
+	e := newEcho(uowecho.Transaction(env.M))
 	e.POST("/", func(c echo.Context) error {
 		if err := c.NoContent(204); err != nil {
 			return err
@@ -410,58 +378,58 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 	const secret = `{"secret":"success"}`
 	for _, tc := range []struct {
 		name string
-		cfg  uowecho.Config
+		opts nethttp.Options
 		do   func(c echo.Context) error
 	}{
-		{"JSON 201", uowecho.Config{}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
-		{"Stream", uowecho.Config{}, func(c echo.Context) error {
+		{"JSON 201", nethttp.Options{}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
+		{"Stream", nethttp.Options{}, func(c echo.Context) error {
 			return c.Stream(200, "application/json", strings.NewReader(secret))
 		}},
-		{"return nil", uowecho.Config{}, func(echo.Context) error { return nil }},
-		{"Flush first", uowecho.Config{}, func(c echo.Context) error {
+		{"return nil", nethttp.Options{}, func(echo.Context) error { return nil }},
+		{"Flush first", nethttp.Options{}, func(c echo.Context) error {
 			c.Response().Flush()
 			return c.JSONBlob(200, []byte(secret))
 		}},
-		{"straight to Response().Writer", uowecho.Config{}, func(c echo.Context) error {
+		{"straight to Response().Writer", nethttp.Options{}, func(c echo.Context) error {
 			_, err := c.Response().Writer.Write([]byte(secret))
 			return err
 		}},
-		{"io.Copy into Response().Writer (ReadFrom)", uowecho.Config{}, func(c echo.Context) error {
+		{"io.Copy into Response().Writer (ReadFrom)", nethttp.Options{}, func(c echo.Context) error {
 			_, err := io.Copy(c.Response().Writer, webtest.RawReader{Reader: strings.NewReader(secret)})
 			return err
 		}},
-		{"Hijack", uowecho.Config{}, func(c echo.Context) error {
+		{"Hijack", nethttp.Options{}, func(c echo.Context) error {
 			err := hijack(c, secret)
-			if !errors.Is(err, uowecho.ErrCommitFailed) {
+			if !errors.Is(err, nethttp.ErrCommitFailed) {
 				return fmt.Errorf("hijack: want ErrCommitFailed, got %v", err)
 			}
 			return err
 		}},
-		{"buffered", uowecho.Config{Buffer: 1 << 16}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
-		{"buffered, Flush first", uowecho.Config{Buffer: 1 << 16}, func(c echo.Context) error {
+		{"buffered", nethttp.Options{Buffer: 1 << 16}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
+		{"buffered, Flush first", nethttp.Options{Buffer: 1 << 16}, func(c echo.Context) error {
 			c.Response().Flush()
 			return c.JSONBlob(200, []byte(secret))
 		}},
-		{"buffered, io.Copy into Response().Writer (ReadFrom)", uowecho.Config{Buffer: 1 << 16}, func(c echo.Context) error {
+		{"buffered, io.Copy into Response().Writer (ReadFrom)", nethttp.Options{Buffer: 1 << 16}, func(c echo.Context) error {
 			_, err := io.Copy(c.Response().Writer, webtest.RawReader{Reader: strings.NewReader(secret)})
 			return err
 		}},
-		{"buffered, Hijack", uowecho.Config{Buffer: 1 << 16}, func(c echo.Context) error {
+		{"buffered, Hijack", nethttp.Options{Buffer: 1 << 16}, func(c echo.Context) error {
 			err := hijack(c, secret)
-			if !errors.Is(err, uowecho.ErrCommitFailed) {
+			if !errors.Is(err, nethttp.ErrCommitFailed) {
 				return fmt.Errorf("hijack: want ErrCommitFailed, got %v", err)
 			}
 			return err
 		}},
-		{"buffer overflow", uowecho.Config{Buffer: 4}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
+		{"buffer overflow", nethttp.Options{Buffer: 4}, func(c echo.Context) error { return c.JSONBlob(201, []byte(secret)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "echo")
 			child := pgtest.DeferredFK(t, env.DB)
-			var reported errs
-			tc.cfg.ErrorHandler = reported.handle
-			e := newEcho(uowecho.MiddlewareWithConfig(with(tc.cfg, env.M)))
+			var reported webtest.Errors
+			tc.opts.ErrorHandler = reported.Handle
+			e := newEcho(uowecho.TransactionWithOptions(env.M, tc.opts))
 			e.POST("/", func(c echo.Context) error {
 				ctx := c.Request().Context()
 				if _, err := repo.From(ctx, env.DB).ExecContext(ctx, `INSERT INTO `+child+` VALUES (1)`); err != nil {
@@ -485,30 +453,30 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		conflicts int
-		cfg       uowecho.Config
+		opts      nethttp.Options
 		status    int
 		body      string
 		retryHdr  string
 		attempts  int
 		rows      int
 	}{
-		{"streaming: 503 with Retry-After", 1, uowecho.Config{RetryAfter: 3 * time.Second},
+		{"streaming: 503 with Retry-After", 1, nethttp.Options{RetryAfter: 3 * time.Second},
 			503, "Service Unavailable\n", "3", 1, 0},
-		{"buffered without Retry: 503", 1, uowecho.Config{Buffer: 1 << 10},
+		{"buffered without Retry: 503", 1, nethttp.Options{Buffer: 1 << 10},
 			503, "Service Unavailable\n", "1", 1, 0},
-		{"buffered with Retry: re-run, one clean 201", 2, uowecho.Config{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond}},
+		{"buffered with Retry: re-run, one clean 201", 2, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond})},
 			201, "{\"attempt\":3,\"name\":\"payload\"}\n", "", 3, 1},
-		{"buffered, attempts exhausted: 503", 5, uowecho.Config{Buffer: 1 << 10, Retry: &retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond}},
+		{"buffered, attempts exhausted: 503", 5, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond})},
 			503, "Service Unavailable\n", "1", 2, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "echo")
 			webtest.CommitConflicts(t, env.DB, env.Table, tc.conflicts)
-			var reported errs
-			tc.cfg.ErrorHandler = reported.handle
+			var reported webtest.Errors
+			tc.opts.ErrorHandler = reported.Handle
 			var attempts atomic.Int64
-			e := newEcho(uowecho.MiddlewareWithConfig(with(tc.cfg, env.M)))
+			e := newEcho(uowecho.TransactionWithOptions(env.M, tc.opts))
 			e.POST("/", func(c echo.Context) error {
 				n := attempts.Add(1)
 				var in struct {
@@ -552,9 +520,9 @@ func TestSerializationFailureAtCommit(t *testing.T) {
 func TestBufferedRetryOnARealSerializationFailure(t *testing.T) {
 	t.Parallel()
 	ws := webtest.NewWriteSkew(t, "echo")
-	e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{
-		Manager: ws.M, Buffer: 1 << 16, Retry: &ws.Policy,
-		UnitOptions: func(echo.Context) []uow.Option { return ws.UnitOptions() },
+	e := newEcho(uowecho.TransactionWithOptions(ws.M, nethttp.Options{
+		Buffer:      1 << 16,
+		UnitOptions: func(*http.Request) []uow.Option { return ws.UnitOptions() },
 	}))
 	e.POST("/", func(c echo.Context) error {
 		body, err := io.ReadAll(c.Request().Body) // replayed on every attempt
@@ -588,7 +556,7 @@ func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "echo")
 			var overflowed error
-			e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{Manager: env.M, Buffer: 64}))
+			e := newEcho(uowecho.TransactionWithOptions(env.M, nethttp.Options{Buffer: 64}))
 			e.POST("/", func(c echo.Context) error {
 				if err := env.Insert(c.Request().Context(), "x"); err != nil {
 					return err
@@ -623,17 +591,17 @@ func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		cfg  uowecho.Config
+		opts nethttp.Options
 	}{
-		{"default", uowecho.Config{}},
-		{"read-only safe methods, timeout, error handler", uowecho.Config{
-			UnitOptions: uowecho.ReadOnlySafeMethods, Timeout: time.Minute, ErrorHandler: func(echo.Context, error) {}}},
-		{"buffered with retry", uowecho.Config{Buffer: 1 << 10, Retry: &retry.Policy{}}},
+		{"default", nethttp.Options{}},
+		{"read-only safe methods, timeout, error handler", nethttp.Options{
+			UnitOptions: nethttp.ReadOnlySafeMethods, Timeout: time.Minute, ErrorHandler: func(*http.Request, error) {}}},
+		{"buffered with retry", nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{})}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			webtest.NoRoundTrip(t, "echo", func(m *uow.Manager) http.Handler {
-				e := newEcho(uowecho.MiddlewareWithConfig(with(tc.cfg, m)))
+				e := newEcho(uowecho.TransactionWithOptions(m, tc.opts))
 				e.GET("/healthz", func(c echo.Context) error { return c.String(200, "healthy") })
 				return e
 			})
@@ -649,7 +617,7 @@ func TestClientDisconnectRollsBack(t *testing.T) {
 			env := webtest.NewEnv(t, "echo")
 			inserted, finished := make(chan struct{}), make(chan struct{})
 			var late error
-			e := newEcho(uowecho.MiddlewareWithConfig(with(mode.cfg, env.M)))
+			e := newEcho(uowecho.TransactionWithOptions(env.M, mode.opts))
 			e.POST("/", func(c echo.Context) error {
 				defer close(finished)
 				ctx := c.Request().Context()
@@ -680,10 +648,9 @@ func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
 	t.Parallel()
 	env := webtest.NewEnv(t, "echo")
 	var got error
-	e := newEcho(uowecho.MiddlewareWithConfig(uowecho.Config{
-		Manager:     env.M,
-		UnitOptions: uowecho.ReadOnlySafeMethods,
-		Skipper:     func(c echo.Context) bool { return c.Path() == "/skip" },
+	e := newEcho(uowecho.TransactionWithOptions(env.M, nethttp.Options{
+		UnitOptions: nethttp.ReadOnlySafeMethods,
+		Skipper:     func(r *http.Request) bool { return r.URL.Path == "/skip" },
 	}))
 	h := func(c echo.Context) error {
 		got = env.Insert(c.Request().Context(), "x")
@@ -713,7 +680,7 @@ func TestWriterKeepsItsInterfaces(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "echo")
 			var got []string
-			e := newEcho(uowecho.MiddlewareWithConfig(with(mode.cfg, env.M)))
+			e := newEcho(uowecho.TransactionWithOptions(env.M, mode.opts))
 			e.GET("/", func(c echo.Context) error {
 				w := c.Response().Writer
 				_, flusher := w.(http.Flusher)
@@ -736,17 +703,20 @@ func TestMisconfigurationPanicsAtConstruction(t *testing.T) {
 	t.Parallel()
 	m := uow.New(nil)
 	for _, tc := range []struct {
-		cfg  uowecho.Config
+		m    *uow.Manager
+		opts nethttp.Options
 		want string
 	}{
-		{uowecho.Config{}, "uowecho: Config.Manager is nil"},
-		{uowecho.Config{Manager: m, Buffer: -1}, "uowecho: negative Config.Buffer"},
-		{uowecho.Config{Manager: m, Timeout: -1}, "uowecho: negative Config.Timeout"},
-		{uowecho.Config{Manager: m, RetryAfter: -1}, "uowecho: negative Config.RetryAfter"},
-		{uowecho.Config{Manager: m, Retry: &retry.Policy{}}, "uowecho: Config.Retry needs Config.Buffer: a streamed response cannot be taken back"},
+		{nil, nethttp.Options{}, "uowecho: nil *uow.Manager"},
+		{m, nethttp.Options{Buffer: -1}, "uowecho: negative Options.Buffer"},
+		{m, nethttp.Options{Timeout: -1}, "uowecho: negative Options.Timeout"},
+		{m, nethttp.Options{RetryAfter: -1}, "uowecho: negative Options.RetryAfter"},
+		{m, nethttp.Options{HookTimeout: -1}, "uowecho: negative Options.HookTimeout"},
 	} {
-		assert.PanicsWithValue(t, tc.want, func() { uowecho.MiddlewareWithConfig(tc.cfg) })
+		assert.PanicsWithValue(t, tc.want, func() { uowecho.TransactionWithOptions(tc.m, tc.opts) })
 	}
-	assert.PanicsWithValue(t, "uowecho: Config.Manager is nil", func() { uowecho.Middleware(nil) })
-	assert.NotPanics(t, func() { uowecho.MiddlewareWithConfig(uowecho.Config{Manager: m, Buffer: 1, Retry: &retry.Policy{}}) })
+	assert.PanicsWithValue(t, "uowecho: nil *uow.Manager", func() { uowecho.Transaction(nil) })
+	assert.NotPanics(t, func() {
+		uowecho.TransactionWithOptions(m, nethttp.Options{Buffer: 1, UnitOptions: webtest.RetryWith(retry.Policy{})})
+	})
 }

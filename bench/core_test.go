@@ -16,7 +16,7 @@ import (
 	"github.com/avito-tech/go-transaction-manager/trm/v2/settings"
 	"github.com/jmoiron/sqlx"
 
-	"github.com/uowkit/uowkit/bench/nopdriver"
+	"github.com/uowkit/uowkit/internal/nopdriver"
 	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/uow"

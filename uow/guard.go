@@ -109,7 +109,8 @@ func (g *guardConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 	} else if opts.Isolation != 0 || opts.ReadOnly {
 		return nil, errors.New("uow: Guard: the driver supports no isolation level or read-only transactions")
 	} else {
-		tx, err = g.Conn.Begin() //nolint:staticcheck // the driver has no BeginTx
+		//lint:ignore SA1019 the driver has no BeginTx: Begin is all there is
+		tx, err = g.Conn.Begin()
 	}
 	if err != nil {
 		return nil, err

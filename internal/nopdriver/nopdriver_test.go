@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"testing"
 
-	"github.com/uowkit/uowkit/bench/nopdriver"
+	"github.com/uowkit/uowkit/internal/nopdriver"
 )
 
 func TestNopDriver(t *testing.T) {

@@ -68,6 +68,15 @@ func (u *Unit) branchOn(ctx context.Context, s *source) (*branch, error) {
 		return nil, fmt.Errorf("uow: %w", context.Cause(u.ctx))
 	}
 	b := t.branchOn(s)
+	if b == nil && !t.started && t.m.observer != nil {
+		// The unit's first use: report it before its first BEGIN, so that
+		// the BEGIN and every statement run under what the Observer
+		// returns (a tracer's span).
+		t.started = true
+		t.mu.Unlock()
+		t.startUnit()
+		return u.branchOn(ctx, s)
+	}
 	if b == nil {
 		b = t.newBranchLocked(s)
 		t.watchLocked()
@@ -87,6 +96,16 @@ func (u *Unit) branchOn(ctx context.Context, s *source) (*branch, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("uow: waiting for BEGIN on %q: %w", s.name, context.Cause(ctx))
 	}
+}
+
+// startUnit reports the unit's first use to the Observer and keeps the
+// context it returns, which the unit's context then answers values from.
+func (t *txn) startUnit() {
+	ctx, start := t.m.start(t.ctx, Event{Kind: EventUnit, Isolation: t.opts.isolation, ReadOnly: t.opts.readOnly, Attempt: t.opts.attempt})
+	t.mu.Lock()
+	t.unitStart = start
+	t.mu.Unlock()
+	t.obs.p.Store(&ctx)
 }
 
 // branchOn returns t's branch on s, or nil; t.mu is held.
@@ -111,9 +130,9 @@ func (t *txn) newBranchLocked(s *source) *branch {
 	if t.ctx.Done() == nil {
 		// The unit's context never ends: nothing will ever interrupt the
 		// transaction, so it can run on that context as it is.
-		b.ctx = t.ctx
+		b.ctx = t.obsCtx()
 	} else {
-		b.ctx, b.cancel = context.WithCancelCause(context.WithoutCancel(t.ctx))
+		b.ctx, b.cancel = context.WithCancelCause(context.WithoutCancel(t.obsCtx()))
 	}
 	t.branches = append(t.branches, b)
 	return b
@@ -159,9 +178,11 @@ func (t *txn) begin(b *branch) {
 	var tx txConn
 	var err error
 	for attempt, attempts := 1, 1; ; attempt++ {
-		start := t.m.now()
+		e := Event{Kind: EventBegin, Source: b.src.name}
+		octx, start := t.m.start(t.obsCtx(), e)
 		tx, err = b.src.backend.begin(b.ctx, o)
-		t.m.observeRoundTrip(t.ctx, EventBegin, b.src.name, start, err)
+		e.Err = err
+		t.m.end(octx, e, start)
 		if err == nil || !connectionLost(err) || b.ctx.Err() != nil {
 			break
 		}

@@ -75,30 +75,50 @@ func (u *Unit) commitRoot() error {
 	branches := t.branches
 	t.mu.Unlock()
 	if cause != nil {
-		err := t.rollbackAll(branches, cause)
-		u.end(stateRolledBack, nil, phaseAfterRollback)
-		return errors.Join(cause, err)
+		err := errors.Join(cause, t.rollbackAll(branches, cause))
+		outcome := OutcomeRolledBack
+		if errors.Is(cause, ErrRollbackOnly) {
+			outcome = OutcomeRollbackOnly
+		}
+		u.end(stateRolledBack, nil, phaseAfterRollback, outcome, err)
+		return err
 	}
 	err := t.commitAll(branches)
-	switch {
-	case err == nil:
-		u.end(stateCommitted, nil, phaseAfterCommit)
-	case ambiguous(err):
+	switch o := commitOutcome(err); o {
+	case OutcomeCommitted:
+		u.end(stateCommitted, nil, phaseAfterCommit, o, nil)
+	case OutcomePartial, OutcomeUnknown:
 		// Some of the work is, or may be, durable: neither "it committed"
 		// nor "it rolled back" is true, so no hook runs. The caller has the
 		// *CommitError that says which source is in which state.
-		u.end(stateRolledBack, nil, "")
+		u.end(stateRolledBack, nil, "", o, err)
 	default:
-		u.end(stateRolledBack, nil, phaseAfterRollback)
+		u.end(stateRolledBack, nil, phaseAfterRollback, o, err)
 	}
 	return err
 }
 
-// ambiguous reports whether a failed commit left work possibly durable: a
-// partial commit, or a COMMIT whose outcome is unknown.
-func ambiguous(err error) bool {
+// commitOutcome classifies commitAll's result.
+func commitOutcome(err error) Outcome {
+	if err == nil {
+		return OutcomeCommitted
+	}
+	return failedCommitOutcome(err)
+}
+
+// failedCommitOutcome classifies a failed commit; kept apart so that a
+// successful one allocates nothing.
+func failedCommitOutcome(err error) Outcome {
 	var ce *CommitError
-	return errors.As(err, &ce) && (ce.Unknown || len(ce.Committed) > 0)
+	switch {
+	case !errors.As(err, &ce):
+		return OutcomeRolledBack
+	case ce.Unknown:
+		return OutcomeUnknown
+	case len(ce.Committed) > 0:
+		return OutcomePartial
+	}
+	return OutcomeRolledBack
 }
 
 // commitAll commits every branch in order of first use; on a failure it
@@ -149,13 +169,15 @@ func (t *txn) commitBranch(b *branch) (err error, unknown bool) {
 		_ = t.finishLocked(b)
 		return err, false
 	}
-	start := t.m.now()
+	e := Event{Kind: EventCommit, Source: b.src.name}
+	octx, start := t.m.start(t.obsCtx(), e)
 	err = b.tx.commit()
 	t.mu.Lock()
 	t.committing = nil
 	t.mu.Unlock()
 	b.closed, b.cursors = true, nil
-	t.m.observeRoundTrip(t.ctx, EventCommit, b.src.name, start, err)
+	e.Err = err
+	t.m.end(octx, e, start)
 	if err == nil {
 		return nil, false
 	}
@@ -179,10 +201,12 @@ func (t *txn) finishLocked(b *branch) error {
 	if b.closed {
 		return nil
 	}
-	start := t.m.now()
+	e := Event{Kind: EventRollback, Source: b.src.name}
+	octx, start := t.m.start(t.obsCtx(), e)
 	err := b.tx.rollback()
 	b.closed, b.cursors = true, nil
-	t.m.observeRoundTrip(t.ctx, EventRollback, b.src.name, start, err)
+	e.Err = err
+	t.m.end(octx, e, start)
 	return err
 }
 
@@ -209,9 +233,9 @@ func (t *txn) rollbackAll(branches []*branch, cause error) error {
 	return errors.Join(errs...)
 }
 
-// end ends the root unit, releases what it holds and runs the hooks of
-// phase ("" for none).
-func (u *Unit) end(s state, cause error, phase string) {
+// end ends the root unit, releases what it holds, reports its outcome and
+// runs the hooks of phase ("" for none).
+func (u *Unit) end(s state, cause error, phase string, outcome Outcome, err error) {
 	t := u.t
 	t.mu.Lock()
 	u.state, u.doneCause = s, cause
@@ -229,7 +253,19 @@ func (u *Unit) end(s state, cause error, phase string) {
 	t.pinned = nil
 	stop := t.stop
 	branches := t.branches
+	var report *Event
+	unitStart := t.unitStart
+	if t.started {
+		report = &Event{Kind: EventUnit, Isolation: t.opts.isolation, ReadOnly: t.opts.readOnly,
+			Attempt: t.opts.attempt, Scopes: t.scopes, Outcome: outcome, Err: err}
+		for _, b := range branches {
+			report.Sources = append(report.Sources, b.src.name)
+		}
+	}
 	t.mu.Unlock()
+	if report != nil {
+		t.m.end(t.obsCtx(), *report, unitStart)
+	}
 	if stop != nil {
 		stop()
 	}
@@ -290,7 +326,7 @@ func (u *Unit) Rollback() error {
 	branches := t.branches
 	t.mu.Unlock()
 	err := t.rollbackAll(branches, errRolledBack)
-	u.end(stateRolledBack, nil, phaseAfterRollback)
+	u.end(stateRolledBack, nil, phaseAfterRollback, OutcomeRolledBack, err)
 	return err
 }
 
@@ -319,5 +355,5 @@ func (t *txn) abort() {
 	// rolled back synchronously, so their connections are back in the pool
 	// when the unit is over.
 	_ = t.rollbackAll(branches, cause) // each source's failure went to the Observer
-	u.end(stateRolledBack, cause, phaseAfterRollback)
+	u.end(stateRolledBack, cause, phaseAfterRollback, OutcomeRolledBack, cause)
 }

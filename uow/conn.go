@@ -33,9 +33,16 @@ func (u *Unit) Conn(ctx context.Context, db *sqlx.DB) (*sqlx.Conn, error) {
 	t := u.t
 	t.mu.Lock()
 	err := u.activeLocked()
+	first := err == nil && !t.started && t.m.observer != nil
+	if first {
+		t.started = true
+	}
 	t.mu.Unlock()
 	if err != nil {
 		return nil, err
+	}
+	if first {
+		t.startUnit()
 	}
 	c, err := db.Connx(ctx)
 	if err != nil {

@@ -188,4 +188,5 @@ func ExampleNewSlogObserver() {
 	// Output:
 	// level=DEBUG msg="uow begin" event=begin source=default
 	// level=DEBUG msg="uow commit" event=commit source=default
+	// level=DEBUG msg="uow unit" event=unit outcome=committed sources=[default]
 }

@@ -41,7 +41,9 @@ type events struct {
 
 func newEvents() *events { return &events{ch: make(chan uow.Event, 1024)} }
 
-func (e *events) Observe(_ context.Context, ev uow.Event) { e.ch <- ev }
+func (e *events) Start(ctx context.Context, _ uow.Event) context.Context { return ctx }
+
+func (e *events) End(_ context.Context, ev uow.Event) { e.ch <- ev }
 
 func (e *events) drain() []uow.Event {
 	var out []uow.Event

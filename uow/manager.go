@@ -147,6 +147,11 @@ func (m *Manager) begin(ctx context.Context, c config) (context.Context, *Unit) 
 		kind = kindNested
 	}
 	u := &Unit{m: m, t: outer.t, parent: outer, kind: kind, opts: c}
+	if m.observer != nil {
+		u.t.mu.Lock()
+		u.t.scopes = append(u.t.scopes, c.propagation)
+		u.t.mu.Unlock()
+	}
 	if c.timeout > 0 {
 		ctx, u.cancel = context.WithTimeout(ctx, c.timeout)
 	}

@@ -72,6 +72,7 @@ type config struct {
 	retry       retrySetting
 	set         uint8 // options given by the call being resolved
 	err         error // the first contradiction found
+	attempt     int   // the attempt of a retrying Do a root unit is, from 1
 }
 
 // mark records that the option of bit was given with a value equal (same)

@@ -24,6 +24,9 @@ func init() {
 		}
 		return mgr.retryPolicy(c)
 	}
+	bridge.Retry = func(m any, ctx context.Context, p *retry.Policy, attempt func(ctx context.Context, n int) error) error {
+		return m.(*Manager).retrying(ctx, p, attempt)
+	}
 }
 
 // retrySetting is a unit's retry configuration.
@@ -65,23 +68,8 @@ func (c config) policy() *retry.Policy {
 	return nil
 }
 
-// retryPolicy returns c's policy with each retry also reported to the
-// Observer, or nil.
-func (m *Manager) retryPolicy(c config) *retry.Policy {
-	base := c.policy()
-	if base == nil {
-		return nil
-	}
-	p := *base
-	user := p.OnRetry
-	p.OnRetry = func(ctx context.Context, attempt int, delay time.Duration, err error) {
-		m.observe(ctx, Event{Kind: EventRetry, Attempt: attempt, Delay: delay, Err: err})
-		if user != nil {
-			user(ctx, attempt, delay, err)
-		}
-	}
-	return &p
-}
+// retryPolicy returns the retry policy of a root unit begun with c, or nil.
+func (m *Manager) retryPolicy(c config) *retry.Policy { return c.policy() }
 
 // connectionLost reports whether err says that the connection a statement
 // was sent on is gone or unusable, the server never having run it: a network
@@ -110,5 +98,44 @@ func connectionLost(err error) bool {
 
 // doRetrying runs one attempt per fresh unit until p says stop.
 func (m *Manager) doRetrying(ctx context.Context, p *retry.Policy, c config, fn func(ctx context.Context) error) error {
-	return p.Do(ctx, func(ctx context.Context, _ int) error { return m.once(ctx, c, fn) })
+	return m.retrying(ctx, p, func(ctx context.Context, attempt int) error {
+		c.attempt = attempt
+		return m.once(ctx, c, fn)
+	})
+}
+
+// retrying runs attempt by p, reporting each backoff to the Observer as an
+// EventRetry that starts before the backoff and ends when the next attempt
+// starts (or the context ends). Do and the HTTP middleware's buffered
+// retries both run through it: one retry loop.
+func (m *Manager) retrying(ctx context.Context, p *retry.Policy, attempt func(ctx context.Context, n int) error) error {
+	if m.observer == nil {
+		return p.Do(ctx, attempt)
+	}
+	var (
+		pending  *Event
+		rctx     context.Context
+		began    time.Time
+		finished = func() {
+			if pending != nil {
+				m.end(rctx, *pending, began)
+				pending = nil
+			}
+		}
+	)
+	defer finished()
+	q := *p
+	user := p.OnRetry
+	q.OnRetry = func(ctx context.Context, n int, delay time.Duration, err error) {
+		if user != nil {
+			user(ctx, n, delay, err)
+		}
+		e := Event{Kind: EventRetry, Attempt: n, Delay: delay, Err: err}
+		rctx, began = m.start(ctx, e)
+		pending = &e
+	}
+	return q.Do(ctx, func(ctx context.Context, n int) error {
+		finished()
+		return attempt(ctx, n)
+	})
 }

@@ -33,7 +33,9 @@ var fast = retry.Policy{BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millise
 // retries counts EventRetry observations.
 type retries struct{ n atomic.Int64 }
 
-func (r *retries) Observe(_ context.Context, e uow.Event) {
+func (r *retries) Start(ctx context.Context, _ uow.Event) context.Context { return ctx }
+
+func (r *retries) End(_ context.Context, e uow.Event) {
 	if e.Kind == uow.EventRetry {
 		r.n.Add(1)
 	}

@@ -42,7 +42,7 @@ func (u *Unit) prepare(ctx context.Context, b *branch) error {
 		if b.top() != outer {
 			return ErrNestedOverlap
 		}
-		if err := b.tx.exec(ctx, "SAVEPOINT "+n.savepoint); err != nil {
+		if err := t.savepointStmt(ctx, b, "SAVEPOINT", n); err != nil {
 			// The savepoint does not exist, and PostgreSQL has aborted the
 			// whole transaction: nothing short of the enclosing scope's
 			// rollback undoes that.
@@ -89,8 +89,19 @@ func (b *branch) pop(n *Unit) {
 	}
 }
 
-// spExec runs a savepoint statement for n on b, with b's statement lock.
-func (b *branch) spExec(ctx context.Context, n *Unit, stmts ...string) error {
+// savepointStmt runs stmt (SAVEPOINT, RELEASE SAVEPOINT, ROLLBACK TO
+// SAVEPOINT) for n's savepoint on b, reporting it to the Observer; b's
+// statement lock is held.
+func (t *txn) savepointStmt(ctx context.Context, b *branch, stmt string, n *Unit) error {
+	e := Event{Kind: EventSavepoint, Source: b.src.name, Statement: stmt}
+	octx, start := t.m.start(t.obsCtx(), e)
+	e.Err = b.tx.exec(ctx, stmt+" "+n.savepoint)
+	t.m.end(octx, e, start)
+	return e.Err
+}
+
+// spExec runs savepoint statements for n on b, with b's statement lock.
+func (t *txn) spExec(ctx context.Context, b *branch, n *Unit, stmts ...string) error {
 	b.sem <- struct{}{}
 	defer b.release()
 	defer b.pop(n)
@@ -98,7 +109,7 @@ func (b *branch) spExec(ctx context.Context, n *Unit, stmts ...string) error {
 		return ErrDone
 	}
 	for _, s := range stmts {
-		if err := b.tx.exec(ctx, s+" "+n.savepoint); err != nil {
+		if err := t.savepointStmt(ctx, b, s, n); err != nil {
 			return err
 		}
 	}
@@ -127,7 +138,7 @@ func (u *Unit) commitNested() error {
 	t.mu.Unlock()
 	ctx := context.WithoutCancel(u.ctx)
 	for _, b := range branches {
-		if err := b.spExec(ctx, u, "RELEASE SAVEPOINT"); err != nil {
+		if err := t.spExec(ctx, b, u, "RELEASE SAVEPOINT"); err != nil {
 			err = fmt.Errorf("uow: release savepoint on %q: %w", b.src.name, err)
 			t.mu.Lock()
 			u.parent.failLocked(err)
@@ -157,7 +168,7 @@ func (u *Unit) rollbackNested() error {
 	ctx := context.WithoutCancel(u.ctx)
 	var errs []error
 	for _, b := range branches {
-		if err := b.spExec(ctx, u, "ROLLBACK TO SAVEPOINT", "RELEASE SAVEPOINT"); err != nil {
+		if err := t.spExec(ctx, b, u, "ROLLBACK TO SAVEPOINT", "RELEASE SAVEPOINT"); err != nil {
 			errs = append(errs, fmt.Errorf("uow: rollback to savepoint on %q: %w", b.src.name, err))
 		}
 	}

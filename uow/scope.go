@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -81,10 +82,17 @@ type scopeCtx struct {
 	u *Unit
 }
 
-// Value returns the unit for its key, else the parent's value.
+// Value returns the unit for its key; a root unit's context then answers
+// from what the Observer returned for the unit (a tracer's span), and
+// finally from its parent.
 func (c *scopeCtx) Value(key any) any {
 	if key == (unitKey{}) {
 		return c.u
+	}
+	if c.u.kind == kindRoot {
+		if o := c.u.t.obs.load(); o != nil {
+			return o.Value(key)
+		}
 	}
 	return c.Context.Value(key)
 }
@@ -111,6 +119,21 @@ type txn struct {
 	// over is closed when the root unit has finished, for callers that
 	// found it finishing in another goroutine; made by the first of them.
 	over chan struct{}
+
+	// Observation, when the manager has an Observer.
+	obs       observed  // what the Observer's Start returned for the unit
+	started   bool      // the unit's first use was reported
+	unitStart time.Time // when
+	scopes    []Propagation
+}
+
+// obsCtx returns the context the unit's operations are reported on: the
+// one the Observer returned for the unit, else the unit's own.
+func (t *txn) obsCtx() context.Context {
+	if o := t.obs.load(); o != nil {
+		return o
+	}
+	return t.ctx
 }
 
 // awaitOver waits until the root unit, found finishing by another goroutine

@@ -38,14 +38,32 @@ func WithHookQueue(ctx context.Context) (context.Context, *HookQueue) {
 type HookContext struct {
 	context.Context
 	Queue HookQueue
+	// Request describes the request for log lines (see RequestFrom), when
+	// its Method is set.
+	Request Request
 }
 
-// Value returns the queue for its key, and the parent's values otherwise.
+// Value returns the queue and the request for their keys, and the parent's
+// values otherwise.
 func (c *HookContext) Value(key any) any {
-	if _, ok := key.(queueKey); ok {
+	switch key.(type) {
+	case queueKey:
 		return &c.Queue
+	case requestKey:
+		if c.Request.Method != "" {
+			return &c.Request
+		}
 	}
 	return c.Context.Value(key)
+}
+
+// Describe fills c.Request: the request's method, its path, where to read
+// the pattern that matched it once the router has run (the Pattern field of
+// the *http.Request the handler gets: net/http's ServeMux sets it; the Echo
+// and Gin adapters set it to their route), and its id (the X-Request-Id
+// header, if any).
+func (c *HookContext) Describe(method, path string, pattern *string, id string) {
+	c.Request = Request{Method: method, Path: path, Pattern: pattern, ID: id}
 }
 
 // HookQueueFrom returns the queue carried by ctx, or nil.
@@ -91,3 +109,38 @@ func (q *HookQueue) Run(ctx context.Context) {
 // each retry to the manager's Observer. It returns nil when such a unit is
 // not retried. Package uow sets it.
 var RetryPolicy func(m any, opts any) *retry.Policy
+
+// Request describes the HTTP request a unit serves, for log lines: the
+// middleware puts it on the request's context, the slog observer reads it.
+type Request struct {
+	Method, Path, ID string
+	// Pattern points at the route the router matched, read when needed.
+	Pattern *string
+}
+
+// Route returns the pattern the request matched, else its path.
+func (r *Request) Route() string {
+	if r.Pattern != nil && *r.Pattern != "" {
+		return *r.Pattern
+	}
+	return r.Path
+}
+
+type requestKey struct{}
+
+func (requestKey) String() string { return "uowkit.request" }
+
+// WithRequest returns ctx carrying r.
+func WithRequest(ctx context.Context, r *Request) context.Context {
+	return context.WithValue(ctx, requestKey{}, r)
+}
+
+// RequestFrom returns the request ctx carries, or nil.
+func RequestFrom(ctx context.Context) *Request {
+	r, _ := ctx.Value(requestKey{}).(*Request)
+	return r
+}
+
+// Retry runs attempt by policy p the way uow's Do does, reporting each
+// backoff to the Observer of manager m (a *uow.Manager). Package uow sets it.
+var Retry func(m any, ctx context.Context, p *retry.Policy, attempt func(ctx context.Context, n int) error) error

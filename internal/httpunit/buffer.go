@@ -17,16 +17,17 @@ import (
 
 // serveBuffered runs the handler with its response held back. When the
 // request's unit has a retry policy (bridge.RetryPolicy: the one uow's Do
-// would use for a root unit with these options), the policy's own loop
-// re-runs the handler on a fresh unit after a failure it retries, as long
+// would use for a root unit with these options), uow's retry loop
+// (bridge.Retry, which also reports each backoff) re-runs the handler on a fresh unit after a failure it retries, as long
 // as nothing has reached the client; the request body is then read up front
 // to be replayed. Otherwise the handler runs once and reads its body as it
 // comes.
 func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next http.Handler, watch Watcher) {
 	opts := c.unitOptions(r)
 	hooks := &bridge.HookContext{Context: r.Context()}
+	hooks.Describe(r.Method, r.URL.Path, nil, r.Header.Get("X-Request-Id"))
 	defer c.runHooks(r, &hooks.Queue) // after the response, whichever attempt wrote it
-	rn := runner{c: c, w: w, r: r, next: next, watch: watch, opts: opts, base: w.Header()}
+	rn := runner{c: c, w: w, r: r, next: next, watch: watch, opts: opts, base: w.Header(), hooks: hooks}
 	p := bridge.RetryPolicy(c.m, opts)
 	if p != nil {
 		var replayable bool
@@ -42,7 +43,7 @@ func (c *Config) serveBuffered(w http.ResponseWriter, r *http.Request, next http
 	rn.base = rn.base.Clone() // w's own are overwritten when an attempt sets its status
 	var held *heldResponse
 	attempts := 0
-	err := p.Do(hooks, func(ctx context.Context, _ int) error {
+	err := bridge.Retry(c.m, hooks, p, func(ctx context.Context, _ int) error {
 		attempts++
 		var err error
 		held, err = rn.attempt(ctx, p.Retryable)
@@ -86,8 +87,9 @@ type runner struct {
 	next  http.Handler
 	watch Watcher
 	opts  []uow.Option
-	base  http.Header // the outer middlewares' headers: each attempt starts from them
-	body  []byte      // the request body to replay, or nil
+	base  http.Header         // the outer middlewares' headers: each attempt starts from them
+	body  []byte              // the request body to replay, or nil
+	hooks *bridge.HookContext // the request's context: hook queue and description
 }
 
 // heldResponse is a decided attempt whose response has not gone out yet.
@@ -123,6 +125,7 @@ func (rn *runner) attempt(ctx context.Context, retryable func(error) bool) (*hel
 		header: rn.base.Clone(), limit: c.o.Buffer}
 	ctx, bw.u = c.m.Begin(ctx, rn.opts...)
 	r = r.WithContext(ctx)
+	rn.hooks.Request.Pattern = &r.Pattern // the route the router will match
 	if rn.body != nil {
 		r.Body = io.NopCloser(bytes.NewReader(rn.body))
 	}
@@ -143,6 +146,9 @@ func (rn *runner) attempt(ctx context.Context, retryable func(error) bool) (*hel
 	status := bw.status
 	if status == 0 {
 		status = http.StatusOK
+		if bw.left != 0 {
+			status = bw.left
+		}
 	}
 	cause := bw.u.RollbackOnly() // a failed statement, before the decision clears it
 	bw.done = true
@@ -199,6 +205,7 @@ type bufferWriter struct {
 	buf       bytes.Buffer
 	limit     int
 	streaming bool
+	left      int // the status of a response left to the caller (Leave), or 0
 }
 
 // Header returns the response headers of this attempt.
@@ -316,6 +323,9 @@ func (b *bufferWriter) stream() {
 func (b *bufferWriter) send(status int) {
 	if b.status == 0 { // nothing written: the headers as they are now
 		copyHeader(b.w.Header(), b.header)
+		if b.left != 0 {
+			return // the caller writes the response
+		}
 	}
 	b.w.WriteHeader(status)
 	b.out(status)

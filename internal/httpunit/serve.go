@@ -60,7 +60,9 @@ func (c *Config) ServeIn(st *Stream, w http.ResponseWriter, r *http.Request, nex
 	defer cancel() // after finish: the unit is decided, not aborted
 	ctx, s.u = c.m.Begin(ctx, c.unitOptions(r)...)
 	defer s.finish() // rolls back on panic (which goes on) and decides a silent handler
-	next.ServeHTTP(s, r.WithContext(ctx))
+	r2 := r.WithContext(ctx)
+	s.hooks.Describe(r.Method, r.URL.Path, &r2.Pattern, r.Header.Get("X-Request-Id"))
+	next.ServeHTTP(s, r2)
 	s.returned = true
 }
 

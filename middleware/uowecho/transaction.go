@@ -58,6 +58,9 @@ func serve(unit *httpunit.Config, c echo.Context, next echo.HandlerFunc) error {
 			q.reset()
 		}
 	}()
+	if req := c.Request(); req.Pattern == "" {
+		req.Pattern = c.Path() // the route, for the units' log lines
+	}
 	unit.ServeIn(&q.stream, orig, c.Request(), q, q)
 	returned = true
 	return q.err

@@ -3,6 +3,7 @@ package uow
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -214,7 +215,9 @@ func (o *observed) load() context.Context {
 
 // NewSlogObserver returns an Observer that logs to l when each operation is
 // over: begins, commits, rollbacks and savepoints at Debug, units at Debug
-// (Info when they did not commit), retries at Warn, and every failure at
+// (Info when they did not commit), retries at Warn, a unit rolled back
+// because its caller went away at Info and because a deadline passed at
+// Warn, and every other failure (always a partial or unknown commit) at
 // Error. Under the HTTP middleware each line carries the request's method,
 // route and request id.
 func NewSlogObserver(l *slog.Logger) Observer {
@@ -225,6 +228,10 @@ func NewSlogObserver(l *slog.Logger) Observer {
 			level = slog.LevelWarn
 		case e.Kind == EventUnit && e.Outcome != OutcomeCommitted && e.Err == nil:
 			level = slog.LevelInfo
+		case errors.Is(e.Err, context.Canceled) && e.Outcome != OutcomePartial && e.Outcome != OutcomeUnknown:
+			level = slog.LevelInfo // the caller went away: rolled back, as it should
+		case errors.Is(e.Err, context.DeadlineExceeded) && e.Outcome != OutcomePartial && e.Outcome != OutcomeUnknown:
+			level = slog.LevelWarn
 		case e.Err != nil:
 			level = slog.LevelError
 		}

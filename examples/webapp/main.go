@@ -96,7 +96,11 @@ func run(cfg config, log *slog.Logger, ready func(net.Addr)) (err error) {
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	return serve(ctx, &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second}, ln, log, cfg.Grace)
+	err = serve(ctx, &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second}, ln, log, cfg.Grace)
+	// The hooks of the last requests (the events' publication) run after
+	// their responses: let them finish (app.HookTimeout bounds each).
+	a.Hooks.Wait()
+	return err
 }
 
 // drain bounds the wait for handlers whose requests were cancelled at the

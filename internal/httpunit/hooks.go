@@ -16,7 +16,8 @@ import (
 // slow, holds the response back, with a context that carries the request's
 // values but not its cancellation (the request ends now), bounded by
 // HookTimeout. A request whose units queued nothing, the common case, starts
-// no goroutine.
+// no goroutine. Options.HookGroup, when set, counts the goroutine, so that
+// a server can wait for it at shutdown.
 //
 // Package uow contains each hook's errors and panics (reported to the
 // Observer); a panic that escapes all the same (an Observer's) is reported
@@ -26,7 +27,13 @@ func (c *Config) runHooks(r *http.Request, q *bridge.HookQueue) {
 	if q.Len() == 0 {
 		return
 	}
+	if g := c.o.HookGroup; g != nil {
+		g.Add(1)
+	}
 	go func() {
+		if g := c.o.HookGroup; g != nil {
+			defer g.Done()
+		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.o.HookTimeout)
 		defer cancel()
 		defer func() {

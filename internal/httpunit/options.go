@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/uowkit/uowkit/uow"
@@ -25,6 +26,7 @@ type Options struct {
 	Buffer          int
 	RetryAfter      time.Duration
 	HookTimeout     time.Duration
+	HookGroup       *sync.WaitGroup
 }
 
 // Defaults of Options' zero fields.

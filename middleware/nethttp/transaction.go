@@ -2,6 +2,7 @@ package nethttp
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/uowkit/uowkit/internal/httpunit"
@@ -79,6 +80,11 @@ type Options struct {
 	// complete, on a goroutine of their own, with a context that carries the
 	// request's values but not its cancellation. Default: 10s.
 	HookTimeout time.Duration
+	// HookGroup, when set, counts the goroutines that run hooks after
+	// responses (Add before each starts, Done when it ends), so that a
+	// server can wait for them at shutdown: call http.Server.Shutdown, then
+	// HookGroup.Wait(), which HookTimeout bounds. Default: nil, not counted.
+	HookGroup *sync.WaitGroup
 }
 
 // ReadOnlySafeMethods is a ready Options.UnitOptions: read-only units for

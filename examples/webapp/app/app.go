@@ -2,21 +2,26 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/labstack/echo/v4"
-	_ "github.com/lib/pq"  // PostgreSQL
-	_ "modernc.org/sqlite" // SQLite, pure Go
+	"github.com/lib/pq"
+	"modernc.org/sqlite"
 
 	"github.com/uowkit/uowkit/examples/webapp/events"
 	"github.com/uowkit/uowkit/examples/webapp/httpapi"
 	"github.com/uowkit/uowkit/examples/webapp/service"
 	"github.com/uowkit/uowkit/examples/webapp/store"
-	uowecho "github.com/uowkit/uowkit/middleware/echo"
+	"github.com/uowkit/uowkit/middleware/nethttp"
+	"github.com/uowkit/uowkit/middleware/uowecho"
 	"github.com/uowkit/uowkit/retry"
 	"github.com/uowkit/uowkit/uow"
 )
@@ -25,6 +30,10 @@ import (
 type App struct {
 	// Echo serves the HTTP API.
 	Echo *echo.Echo
+	// Hooks counts the goroutines that run the units' hooks (the events'
+	// publication) after responses: wait for it once the server has shut
+	// down, so that no publication is cut short at exit.
+	Hooks *sync.WaitGroup
 	// Bus delivers committed domain events.
 	Bus *events.Bus
 	// Manager runs the units of work.
@@ -36,12 +45,19 @@ const MaxConns = 20
 
 // Open opens PostgreSQL at databaseURL, or, when it is empty, the SQLite
 // file at sqlitePath (created if missing).
+//
+// Either pool is opened on a uow.Guard connector: a statement sent on the
+// pool itself, in autocommit, while its context carries a unit (a
+// repository handed the pool where the unit's handle belonged) fails with
+// uow.ErrAutocommit instead of committing at once whatever becomes of the
+// unit. Outside a unit (migrations, tools) the pool works as usual.
 func Open(databaseURL, sqlitePath string) (*sqlx.DB, error) {
 	if databaseURL != "" {
-		db, err := sqlx.Open("postgres", databaseURL)
+		c, err := pq.NewConnector(databaseURL)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
+		db := sqlx.NewDb(sql.OpenDB(uow.Guard(c)), "postgres")
 		// A bounded pool: a burst of requests queues for a connection
 		// instead of exhausting the server's (100 by default), and the
 		// connections stay open between bursts (database/sql keeps only 2
@@ -55,10 +71,11 @@ func Open(databaseURL, sqlitePath string) (*sqlx.DB, error) {
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
-	db, err := sqlx.Open("sqlite", "file:"+sqlitePath+"?"+q.Encode())
+	c, err := sqlite.NewConnector("file:" + sqlitePath + "?" + q.Encode())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("SQLITE_PATH: %w", err)
 	}
+	db := sqlx.NewDb(sql.OpenDB(uow.Guard(c)), "sqlite")
 	// SQLite allows one writer at a time. One connection serialises the
 	// units in the pool instead of failing them with SQLITE_BUSY; a request
 	// holds it only from its first statement to its decision.
@@ -66,10 +83,13 @@ func Open(databaseURL, sqlitePath string) (*sqlx.DB, error) {
 	return db, nil
 }
 
-// RetryPolicy re-runs a request whose unit failed with a deadlock or a
-// serialization failure (at any statement or at COMMIT) on a fresh unit: a
-// few attempts with jittered backoff, and never for longer than a client
-// would wait. When it gives up the client gets 503 with Retry-After.
+// RetryPolicy re-runs a unit that failed with a deadlock or a serialization
+// failure (at any statement or at COMMIT), or that lost its connection at
+// BEGIN, on a fresh unit: a few attempts with jittered backoff, and never
+// for longer than a client would wait. It is the manager's default, so it
+// is the policy of every request's unit (the middleware, in buffered mode,
+// re-runs the whole request by it) and of every outermost Do outside a
+// request. When it gives up the client gets 503 with Retry-After.
 var RetryPolicy = retry.Policy{
 	MaxAttempts: 5,
 	BaseDelay:   10 * time.Millisecond,
@@ -84,6 +104,11 @@ var RetryPolicy = retry.Policy{
 // MaxName characters, escaped) and than httpapi.MaxBody.
 const Buffer = 1 << 20
 
+// HookTimeout bounds the after-commit hooks of a request (the publication
+// of its events), which the middleware runs once the response has gone,
+// on a goroutine of their own.
+const HookTimeout = 10 * time.Second
+
 // New wires the service over db, whose schema must be migrated
 // (store.Migrate). opts come after the app's own manager options (an
 // Observer given here replaces the slog one).
@@ -94,14 +119,16 @@ func New(db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*App, error)
 	}
 	m := uow.New(db, append([]uow.ManagerOption{
 		uow.WithObserver(uow.NewSlogObserver(log)), // retries at Warn, failures at Error
-		// A command run outside a request (a job, a CLI) is an outermost
-		// Do, and retries by itself; inside a request it joins the
-		// request's unit, which the middleware retries.
+		// The request's unit, which the middleware retries, and a command
+		// run outside a request (a job, a CLI), an outermost Do that
+		// retries by itself, share this policy. Inside a request the
+		// service's Do calls join the request's unit and never retry on
+		// their own.
 		uow.WithDefaults(uow.Retry(RetryPolicy)),
 	}, opts...)...)
-	// Repositories are bound explicitly to each unit's handle.
+	// Repositories are bound explicitly to each unit's handle on db.
 	runner := uow.NewRunner(m, func(u *uow.Unit) service.Repos {
-		q := u.DB()
+		q := u.On(db)
 		return service.Repos{
 			Teams:   store.NewTeams(q, d),
 			Players: store.NewPlayers(q, d),
@@ -116,21 +143,20 @@ func New(db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*App, error)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.Use(httpapi.Recover())
-	policy := RetryPolicy
-	e.Use(uowecho.MiddlewareWithConfig(uowecho.Config{
-		Manager:         m,
-		UnitOptions:     uowecho.ReadOnlySafeMethods, // the read side runs read-only
+	hooks := &sync.WaitGroup{}
+	e.Use(uowecho.TransactionWithOptions(m, nethttp.Options{
+		UnitOptions:     nethttp.ReadOnlySafeMethods, // the read side runs read-only
 		Buffer:          Buffer,
-		Retry:           &policy,
+		HookTimeout:     HookTimeout,
+		HookGroup:       hooks,
 		FailureResponse: httpapi.UnitFailure,
-		ErrorHandler: func(c echo.Context, err error) {
-			r := c.Request()
+		ErrorHandler: func(r *http.Request, err error) {
 			log.Log(r.Context(), unitErrorLevel(err), "unit not committed",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 		},
 	}))
 	httpapi.Register(e, svc, log)
-	return &App{Echo: e, Bus: bus, Manager: m}, nil
+	return &App{Echo: e, Hooks: hooks, Bus: bus, Manager: m}, nil
 }
 
 // unitErrorLevel says how bad a unit's failure to commit is: a request whose

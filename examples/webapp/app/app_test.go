@@ -15,6 +15,7 @@ import (
 	"github.com/uowkit/uowkit/examples/webapp/domain"
 	"github.com/uowkit/uowkit/examples/webapp/store"
 	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/uow"
 )
 
@@ -100,7 +101,7 @@ func TestAPI(t *testing.T) {
 func TestConcurrentJoinsFillTheTeamExactly(t *testing.T) {
 	backends(t, func(t *testing.T, e env) {
 		c, a := start(t, e.db, quiet)
-		published := subscribe(t, a, e)
+		published := subscribe(t, c, a, e)
 		team := c.team("Reds", 5)
 		statuses := hammer(64, func(i int) int {
 			status, _ := c.do("POST", fmt.Sprintf("/teams/%d/players", team), fmt.Sprintf(`{"name":"p%d"}`, i))
@@ -113,7 +114,7 @@ func TestConcurrentJoinsFillTheTeamExactly(t *testing.T) {
 		assert.Equal(t, 5, eventCount(t, e.db, domain.PlayerJoined))
 		assert.Equal(t, 1, eventCount(t, e.db, domain.TeamCreated))
 		assert.Equal(t, 5, published.of(domain.PlayerJoined))
-		assert.Zero(t, published.early.Load(), "every event was committed when it was published")
+		assert.Zero(t, published.premature(), "every event was committed when it was published")
 	})
 }
 
@@ -126,7 +127,7 @@ func TestConcurrentMovesFillTheTeamExactly(t *testing.T) {
 		for i := range 64 {
 			ids = append(ids, c.player(bench, fmt.Sprintf("b%d", i)))
 		}
-		published := subscribe(t, a, e)
+		published := subscribe(t, c, a, e)
 		statuses := hammer(64, func(i int) int {
 			status, _ := c.do("POST", fmt.Sprintf("/players/%d/move", ids[i]), fmt.Sprintf(`{"team_id":%d}`, target))
 			return status
@@ -140,7 +141,29 @@ func TestConcurrentMovesFillTheTeamExactly(t *testing.T) {
 		assert.Equal(t, 59, roster)
 		assert.Equal(t, 5, eventCount(t, e.db, domain.PlayerMoved))
 		assert.Equal(t, 5, published.of(domain.PlayerMoved))
-		assert.Zero(t, published.early.Load(), "every event was committed when it was published")
+		assert.Zero(t, published.premature(), "every event was committed when it was published")
+	})
+}
+
+// The service's pool (app.Open) is opened on a uow.Guard connector: a
+// statement sent on the pool itself while its context carries a unit (a
+// repository handed the pool instead of the unit's handle) fails with
+// uow.ErrAutocommit and sends nothing, instead of committing at once
+// whatever becomes of the unit. Through repo.From it joins the unit.
+func TestPoolRefusesAutocommitInAUnit(t *testing.T) {
+	backends(t, func(t *testing.T, e env) {
+		insert := e.db.Rebind(`INSERT INTO teams (name, capacity) VALUES (?, 1)`)
+		err := uow.New(e.db).Do(context.Background(), func(ctx context.Context) error {
+			_, err := e.db.ExecContext(ctx, insert, "pool")
+			require.ErrorIs(t, err, uow.ErrAutocommit)
+			_, err = repo.From(ctx, e.db).ExecContext(ctx, insert, "unit")
+			return err
+		})
+		require.NoError(t, err, "the refused statement did not spoil the unit")
+		assert.Zero(t, count(t, e.db, `SELECT count(*) FROM teams WHERE name = 'pool'`))
+		assert.Equal(t, 1, count(t, e.db, `SELECT count(*) FROM teams WHERE name = 'unit'`))
+		_, err = e.db.ExecContext(context.Background(), insert, "outside")
+		require.NoError(t, err, "outside a unit the pool autocommits as usual")
 	})
 }
 
@@ -187,7 +210,7 @@ func TestHealthzMakesNoTransaction(t *testing.T) {
 
 	db := sqlx.MustOpen("postgres", dbURL)
 	obs := &begins{}
-	c, _ := start(t, db, quiet, uow.WithObserver(obs))
+	c, _ := start(t, db, quiet, uow.WithObserver(uow.ObserverFunc(obs.Observe)))
 	for range 1000 {
 		status, _ := c.do("GET", "/healthz", "")
 		require.Equal(t, 200, status)

@@ -30,7 +30,7 @@ func TestFailedCommitAnswersJSON(t *testing.T) {
 	rejectAtCommit(e.db, `NEW.payload LIKE '%boom%'`, "raise_exception")
 	logs, log := newLogs()
 	c, a := start(t, e.db, log)
-	published := subscribe(t, a, e)
+	published := subscribe(t, c, a, e)
 
 	r := c.send(context.Background(), "POST", "/teams", `{"name":"boom","capacity":3}`)
 	assertInternal(t, r, http.StatusInternalServerError)
@@ -75,7 +75,7 @@ func TestSerializationFailureAtCommitIsRetried(t *testing.T) {
 			rejectAtCommit(e.db, `NEW.type = 'player-joined' AND `+tc.failures, "serialization_failure")
 			logs, log := newLogs()
 			c, a := start(t, e.db, log)
-			published := subscribe(t, a, e)
+			published := subscribe(t, c, a, e)
 			team := c.team("Reds", 5)
 
 			r := c.send(context.Background(), "POST", fmt.Sprintf("/teams/%d/players", team), `{"name":"Ann"}`)
@@ -196,7 +196,7 @@ func TestDeadlockIsRetried(t *testing.T) {
 		CREATE TRIGGER pause BEFORE INSERT ON players FOR EACH ROW EXECUTE FUNCTION pause()`)
 	logs, log := newLogs()
 	c, a := start(t, e.db, log)
-	published := subscribe(t, a, e)
+	published := subscribe(t, c, a, e)
 	team := c.team("Reds", 5)
 
 	ctx := context.Background()
@@ -233,7 +233,7 @@ func TestDeadlockIsRetried(t *testing.T) {
 	assert.Equal(t, [2]int{1, 1}, [2]int{players, roster})
 	assert.Equal(t, 1, eventCount(t, e.db, domain.PlayerJoined))
 	assert.Equal(t, 1, published.of(domain.PlayerJoined), "the failed attempt published nothing")
-	assert.Zero(t, published.early.Load())
+	assert.Zero(t, published.premature())
 
 	retries := logs.find("uow retry")
 	require.Len(t, retries, 1, "one re-run, reported to slog through the manager's Observer")

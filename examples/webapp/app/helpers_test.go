@@ -15,8 +15,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -72,9 +74,10 @@ func open(t *testing.T, url, path string, pg bool) env {
 }
 
 type client struct {
-	t   *testing.T
-	url string
-	srv *httptest.Server
+	t     *testing.T
+	url   string
+	srv   *httptest.Server
+	hooks *hooks
 }
 
 // start serves the app over db on a real HTTP server, closed (after its
@@ -82,9 +85,73 @@ type client struct {
 func start(t *testing.T, db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*client, *app.App) {
 	a, err := app.New(db, log, opts...)
 	require.NoError(t, err)
+	h := &hooks{changed: make(chan struct{})}
+	a.Echo.Use(h.last) // innermost: after the unit middleware
 	srv := httptest.NewServer(a.Echo)
 	t.Cleanup(srv.Close)
-	return &client{t: t, url: srv.URL, srv: srv}, a
+	return &client{t: t, url: srv.URL, srv: srv, hooks: h}, a
+}
+
+// hooks tells when the service's work after the response is done. The
+// middleware runs the after-commit and after-rollback hooks of a request's
+// units (the service publishes its events from them) once the response has
+// gone, on a goroutine of their own, one after the other in the order they
+// were registered. hooks adds one of each kind to the unit of every run of
+// the handler (every attempt, in buffered mode), after the handler has
+// returned and so after the service's own: when it has run, so have they.
+type hooks struct {
+	mu       sync.Mutex
+	attempts int           // runs of the handler, each in a unit of its own
+	done     int           // runs whose hooks have all run
+	changed  chan struct{} // closed, and replaced, when done grows
+}
+
+// last is an Echo middleware, to be installed inside the unit middleware.
+func (h *hooks) last(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		h.mu.Lock()
+		h.attempts++
+		h.mu.Unlock()
+		err := next(c)
+		// The unit is decided after the handler: exactly one of the two runs
+		// (neither would after a partial or unknown commit, which these
+		// tests do not cause).
+		finish := func(context.Context) error { h.finish(); return nil }
+		if uow.AfterCommit(ctx, finish) != nil || uow.AfterRollback(ctx, finish) != nil {
+			h.finish() // the unit is over already (its context ended): no hook to wait for
+		}
+		return err
+	}
+}
+
+func (h *hooks) finish() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.done++
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// settle waits until the hooks of every request answered so far have run.
+// Call it once the responses are in, before looking at what was published.
+func (c *client) settle() {
+	c.t.Helper()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		c.hooks.mu.Lock()
+		attempts, done, changed := c.hooks.attempts, c.hooks.done, c.hooks.changed
+		c.hooks.mu.Unlock()
+		if done >= attempts {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			c.t.Fatalf("the hooks of %d of %d handler runs had not run 30s later", attempts-done, attempts)
+		}
+	}
 }
 
 type response struct {
@@ -168,16 +235,19 @@ func eventCount(t *testing.T, db *sqlx.DB, typ string) int {
 // at each one that it is already committed: the subscriber looks for the
 // event's row through a pool of its own, which only sees committed rows.
 // Publishing before COMMIT (or for work that then rolled back) shows up in
-// early.
+// early. Events are published after the response, so of and premature
+// first wait for the hooks of the requests answered so far (settle).
 type publications struct {
+	c      *client
 	mu     sync.Mutex
 	byType map[string]int
 	early  atomic.Int64
 }
 
-func subscribe(t *testing.T, a *app.App, e env) *publications {
-	p := &publications{byType: map[string]int{}}
+func subscribe(t *testing.T, c *client, a *app.App, e env) *publications {
+	p := &publications{c: c, byType: map[string]int{}}
 	check := e.other()
+	t.Cleanup(c.settle) // before check closes: no publication is left to look
 	a.Bus.Subscribe(func(ctx context.Context, ev domain.Event) {
 		var n int
 		if err := check.GetContext(ctx, &n, check.Rebind(`SELECT count(*) FROM events WHERE id = ?`), ev.ID); err != nil || n != 1 {
@@ -190,10 +260,19 @@ func subscribe(t *testing.T, a *app.App, e env) *publications {
 	return p
 }
 
+// of returns the number of events of type typ published so far.
 func (p *publications) of(typ string) int {
+	p.c.settle()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.byType[typ]
+}
+
+// premature returns the number of events published before their row was
+// committed.
+func (p *publications) premature() int64 {
+	p.c.settle()
+	return p.early.Load()
 }
 
 // hammer sends n concurrent requests and counts the statuses.

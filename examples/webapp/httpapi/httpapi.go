@@ -240,10 +240,11 @@ func classify(ctx context.Context, err error) (int, string, slog.Level) {
 // UnitFailure answers, in the API's error shape, a request whose unit of
 // work could not be committed (500), could not be committed for a reason
 // worth retrying or was cancelled while waiting to be re-run (503, its
-// Retry-After already set), or ran out of time (504). It is the Echo
-// middleware's FailureResponse; err only chooses the message, and is logged
-// by the middleware's ErrorHandler, never shown.
-func UnitFailure(_ echo.Context, w http.ResponseWriter, status int, err error) {
+// Retry-After already set), or ran out of time (504). It is the unit
+// middleware's FailureResponse (nethttp.Options), which writes to w, not
+// through Echo: the handler's response is being replaced. err only chooses
+// the message, and is logged by the middleware's ErrorHandler, never shown.
+func UnitFailure(w http.ResponseWriter, _ *http.Request, status int, err error) {
 	msg := msgInternal
 	switch {
 	case status == http.StatusGatewayTimeout:

@@ -197,7 +197,9 @@ type (
 )
 
 // record appends the event in the unit and publishes it once the unit has
-// committed, so nothing is published for work that rolled back.
+// committed, so nothing is published for work that rolled back. When the
+// unit is a request's, the publication runs after the response has gone,
+// on a context of its own with a deadline (the middleware's HookTimeout).
 func (s *Service) record(ctx context.Context, r Repos, typ string, payload any) error {
 	b, err := json.Marshal(payload)
 	if err != nil {

@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,11 +13,12 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	_ "modernc.org/sqlite"
+	"modernc.org/sqlite"
 
 	"github.com/uowkit/uowkit/examples/webapp/domain"
 	"github.com/uowkit/uowkit/examples/webapp/store"
 	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/retry"
 	"github.com/uowkit/uowkit/uow"
 )
 
@@ -51,7 +54,7 @@ func TestRepositoriesInAUnit(t *testing.T) {
 		ctx := context.Background()
 		var team domain.Team
 		err := m.Do(ctx, func(ctx context.Context) error {
-			h := uow.From(ctx).DB()
+			h := uow.FromContext(ctx).On(db)
 			var err error
 			if team, err = store.NewTeams(h, d).Create(ctx, domain.Team{Name: "Reds", Capacity: 3}); err != nil {
 				return err
@@ -89,7 +92,7 @@ func TestRepositoriesInAUnit(t *testing.T) {
 
 		// A rolled-back unit leaves nothing behind.
 		_ = m.Do(ctx, func(ctx context.Context) error {
-			_, err := store.NewTeams(uow.From(ctx).DB(), d).Create(ctx, domain.Team{Name: "Ghost", Capacity: 1})
+			_, err := store.NewTeams(uow.FromContext(ctx).On(db), d).Create(ctx, domain.Team{Name: "Ghost", Capacity: 1})
 			require.NoError(t, err)
 			return errors.New("changed my mind")
 		})
@@ -118,7 +121,7 @@ func TestStatementFailureInjectedWithSqlmock(t *testing.T) {
 	mock.ExpectRollback()
 
 	err := uow.New(db).Do(context.Background(), func(ctx context.Context) error {
-		_, err := store.NewTeams(uow.From(ctx).DB(), store.Postgres).Create(ctx, domain.Team{Name: "Reds", Capacity: 3})
+		_, err := store.NewTeams(uow.FromContext(ctx).On(db), store.Postgres).Create(ctx, domain.Team{Name: "Reds", Capacity: 3})
 		return err
 	})
 	assert.EqualError(t, err, "connection reset")
@@ -136,7 +139,7 @@ func TestCommitFailureInjectedWithSqlmock(t *testing.T) {
 
 	published := false
 	err := uow.New(db).Do(context.Background(), func(ctx context.Context) error {
-		if _, err := store.NewTeams(uow.From(ctx).DB(), store.Postgres).Create(ctx, domain.Team{Name: "Reds", Capacity: 3}); err != nil {
+		if _, err := store.NewTeams(uow.FromContext(ctx).On(db), store.Postgres).Create(ctx, domain.Team{Name: "Reds", Capacity: 3}); err != nil {
 			return err
 		}
 		return uow.AfterCommit(ctx, func(context.Context) error { published = true; return nil })
@@ -146,4 +149,34 @@ func TestCommitFailureInjectedWithSqlmock(t *testing.T) {
 	assert.EqualError(t, ce.Err, "disk full")
 	assert.False(t, published, "nothing is published when the commit fails")
 	require.NoError(t, mock.ExpectationsWereMet())
+}
+
+// A real SQLITE_BUSY (another connection holds the write lock, and the
+// busy timeout is zero) is retryable: package retry recognises it by
+// behaviour, without importing the SQLite driver, so a unit with a retry
+// policy (the service's, see app.RetryPolicy) re-runs the work rather than
+// failing it. The store's SQLite pool has one connection and a busy
+// timeout, so the service rarely meets it; another process writing to the
+// same file can still cause it.
+func TestRealSQLiteBusyIsRetryable(t *testing.T) {
+	t.Parallel()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "busy.db")+"?_pragma=busy_timeout(0)")
+	require.NoError(t, err)
+	defer db.Close()
+	ctx := context.Background()
+	c1, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer c1.Close()
+	c2, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer c2.Close()
+	_, err = c1.ExecContext(ctx, `BEGIN IMMEDIATE`)
+	require.NoError(t, err)
+	defer c1.ExecContext(ctx, `ROLLBACK`)
+
+	_, err = c2.ExecContext(ctx, `BEGIN IMMEDIATE`)
+	var se *sqlite.Error
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 5, se.Code()&0xff, "SQLITE_BUSY: %v", err)
+	assert.True(t, retry.Retryable(fmt.Errorf("repo: %w", err)), "%T %v", err, err)
 }

@@ -157,18 +157,8 @@ func (t *txn) commitBranch(b *branch) (err error, unknown bool) {
 	b.sem <- struct{}{} // a statement in flight finishes first
 	defer b.release()
 	t.mu.Lock()
-	aborted := b.ctx.Err() != nil
-	if !aborted {
-		t.committing = b
-	}
+	t.committing = b // an abort from now on interrupts this COMMIT
 	t.mu.Unlock()
-	if aborted {
-		// The unit's context ended before the COMMIT was sent: the
-		// transaction is rolled back, certainly.
-		err = fmt.Errorf("uow: commit not sent: %w", context.Cause(b.ctx))
-		_ = t.finishLocked(b)
-		return err, false
-	}
 	e := Event{Kind: EventCommit, Source: b.src.name}
 	octx, start := t.m.start(t.obsCtx(), e)
 	err = b.tx.commit()

@@ -39,8 +39,9 @@
 //
 // A source is named by the *sqlx.DB given to the manager, and only by it:
 // [Unit.On](db) for repositories bound explicitly, repo.From(ctx, db) for
-// repositories that find the unit in the context. Both return a [*Handle],
-// which also satisfies the DBTX interface that sqlc generates for
+// repositories that find the unit in the context (outside a unit it returns
+// the pool itself). Inside a unit both give the unit's [*Handle] on that
+// database, which also satisfies the DBTX interface that sqlc generates for
 // database/sql. [Guard] makes a pool refuse statements sent on it, in
 // autocommit, while a unit is active in their context: the trap of passing
 // the pool where the unit's handle belongs.

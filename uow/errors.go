@@ -29,8 +29,9 @@ var (
 	// isolation level.
 	ErrIncompatible = errors.New("uow: options incompatible with the active unit")
 
-	// ErrUnknownSource is returned by statements on a handle for a source
-	// name the manager was not given.
+	// ErrUnknownSource is returned by statements on a unit's handle for a
+	// database the manager was not given (uow.New, uow.WithSource), or a
+	// nil one: they are refused rather than run outside the unit.
 	ErrUnknownSource = errors.New("uow: unknown source")
 
 	// ErrBusy is returned when a statement is issued on a unit's transaction

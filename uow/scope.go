@@ -47,7 +47,8 @@ const (
 // use by the goroutines of one request.
 //
 // A nil *Unit (FromContext outside a unit) is safe to use: its handles fail
-// every statement, and its methods return, with ErrNoUnit.
+// every statement with ErrNoUnit, and so do its methods, except Rollback,
+// which has nothing to do and returns nil.
 type Unit struct {
 	m      *Manager
 	t      *txn

@@ -8,8 +8,8 @@ import (
 	"github.com/uowkit/uowkit/uow"
 )
 
-// ErrCommit is the error a Fake's failed commit returns when CommitErr is not
-// set explicitly to something else.
+// ErrCommit is the error a Fake's failed commit returns when FailNextCommit
+// was given nil.
 var ErrCommit = errors.New("uowtest: commit failed")
 
 // Fake is a uow.Transactor[R] without a database. The zero value is not

@@ -23,8 +23,8 @@ func noop() {}
 // the call (database/sql closes the rows when it ends), so for a cursor the
 // link is left to end with the unit's context.
 func (u *Unit) bind(ctx context.Context, cursor bool) (context.Context, func()) {
-	if u.ctx.Done() == nil {
-		return ctx, noop // the unit's context never ends
+	if ctx == u.ctx || u.ctx.Done() == nil {
+		return ctx, noop // the unit's own context, or one that never ends
 	}
 	if s := FromContext(ctx); s != nil && s.t == u.t {
 		return ctx, noop // already descends from the unit

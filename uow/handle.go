@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync/atomic"
 
 	"github.com/jmoiron/sqlx"
 
@@ -36,6 +37,7 @@ type Handle struct {
 	u   *Unit
 	src *source
 	err error
+	b   atomic.Pointer[branch] // the begun branch, once known
 }
 
 // Unit returns the unit the handle belongs to. Only transaction handles have
@@ -177,20 +179,24 @@ func (h *Handle) run(ctx context.Context, cursor bool, f func(ctx context.Contex
 		return h.err
 	}
 	u := h.u
-	b, err := u.branchOn(ctx, h.src)
-	if err != nil {
-		var be *BeginError
-		if errors.As(err, &be) {
-			u.fail(err) // the work cannot be done on this source
+	b := h.b.Load()
+	if b == nil {
+		var err error
+		if b, err = u.branchOn(ctx, h.src); err != nil {
+			var be *BeginError
+			if errors.As(err, &be) {
+				u.fail(err) // the work cannot be done on this source
+			}
+			return err
 		}
-		return err
+		h.b.Store(b) // begun: later statements skip the lookup
 	}
 	ctx, stop := u.bind(ctx, cursor)
 	defer stop()
 	if err := b.acquire(ctx); err != nil {
 		return err
 	}
-	err = b.usable()
+	err := b.usable()
 	if err == nil {
 		err = u.prepare(ctx, b)
 	}

@@ -155,6 +155,7 @@ func (m *Manager) begin(ctx context.Context, c config) (context.Context, *Unit) 
 	if c.timeout > 0 {
 		ctx, u.cancel = context.WithTimeout(ctx, c.timeout)
 	}
+	u.initHandles()
 	return u.bindContext(ctx), u
 }
 
@@ -165,6 +166,7 @@ func (m *Manager) beginRoot(ctx context.Context, c config) (context.Context, *Un
 	}
 	u.own.init(m, c, ctx, u)
 	u.t = &u.own
+	u.initHandles()
 	return u.bindContext(ctx), u
 }
 
@@ -174,7 +176,22 @@ func (m *Manager) failed(ctx context.Context, c config, err error) (context.Cont
 	u := &Unit{m: m, kind: kindRoot, opts: c, err: err, state: stateRolledBack}
 	u.own.init(m, c, ctx, u)
 	u.t = &u.own
+	u.initHandles()
 	return u.bindContext(ctx), u
+}
+
+// sourceOf returns the source of db, or nil: a scan for the few sources
+// most applications have, a map for more.
+func (m *Manager) sourceOf(db *sqlx.DB) *source {
+	if len(m.sources) <= 4 {
+		for _, s := range m.sources {
+			if s.db == db {
+				return s
+			}
+		}
+		return nil
+	}
+	return m.byDB[db]
 }
 
 // bindContext makes u's context: ctx, carrying u.

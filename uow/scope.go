@@ -260,26 +260,35 @@ func (u *Unit) On(db *sqlx.DB) *Handle {
 	if u == nil {
 		return &Handle{err: ErrNoUnit}
 	}
-	s := u.m.byDB[db]
+	s := u.m.sourceOf(db)
 	if s == nil {
 		if db == nil {
 			return &Handle{u: u, err: fmt.Errorf("%w: nil database", ErrUnknownSource)}
 		}
 		return &Handle{u: u, err: fmt.Errorf("%w: a database the manager was not given (uow.New, uow.WithSource)", ErrUnknownSource)}
 	}
+	if i := s.index; i < len(u.handleBuf) {
+		return &u.handleBuf[i] // set up by Begin, never written again
+	}
 	u.t.mu.Lock()
 	defer u.t.mu.Unlock()
-	var h *Handle
-	if i := s.index; i < len(u.handleBuf) {
-		h = &u.handleBuf[i]
-	} else {
-		if u.handles == nil {
-			u.handles = make([]Handle, len(u.m.sources))
-		}
-		h = &u.handles[i]
+	if u.handles == nil {
+		u.handles = make([]Handle, len(u.m.sources))
 	}
+	h := &u.handles[s.index]
 	if h.u == nil {
 		*h = Handle{u: u, src: s}
 	}
 	return h
+}
+
+// initHandles sets up the handles of the first sources, before the unit is
+// shared, so that On finds them without a lock.
+func (u *Unit) initHandles() {
+	for i, s := range u.m.sources {
+		if i == len(u.handleBuf) {
+			break
+		}
+		u.handleBuf[i] = Handle{u: u, src: s}
+	}
 }

@@ -164,15 +164,6 @@ func (f ObserverFunc) Start(ctx context.Context, _ Event) context.Context { retu
 // End calls f.
 func (f ObserverFunc) End(ctx context.Context, e Event) { f(ctx, e) }
 
-// now returns the time an operation starts, or the zero time when there is
-// no Observer to tell its duration to: reading the clock is not free.
-func (m *Manager) now() time.Time {
-	if m.observer == nil {
-		return time.Time{}
-	}
-	return time.Now()
-}
-
 // start tells the Observer that e starts and returns the context it runs
 // on, with the time it started.
 func (m *Manager) start(ctx context.Context, e Event) (context.Context, time.Time) {

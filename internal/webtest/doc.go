@@ -2,5 +2,6 @@
 // their own in a real database, two databases for partial commits, COMMIT-time
 // failures on demand, a real server to send requests to, and the
 // framework-independent scenarios ([Scenarios]) that each middleware's tests
-// run through a [Stack] of their own.
+// (net/http, Echo and Gin) run through a [Stack] of their own: one table for
+// every adapter.
 package webtest

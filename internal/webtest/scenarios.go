@@ -281,6 +281,28 @@ func commitPolicy(t *testing.T, tag string, stack Stack) {
 	}
 }
 
+// handlerError checks, in every mode, that a handler that inserted a row
+// and then failed without writing anything (its error goes to the
+// framework: net/http's stack answers it, Echo's error handler, Gin's
+// c.Error) gets 500 and keeps nothing, whichever part answers it.
+func handlerError(t *testing.T, tag string, stack Stack) {
+	t.Helper()
+	for _, mode := range modes() {
+		t.Run(mode.Name, func(t *testing.T) {
+			t.Parallel()
+			e := NewEnv(t, tag)
+			h := stack(Setup{M: e.M, Options: mode.Options, Handler: func(w http.ResponseWriter, r *http.Request) error {
+				if err := e.Insert(r.Context(), "x"); err != nil {
+					return err
+				}
+				return errors.New("the handler failed")
+			}})
+			assert.Equal(t, 500, Serve(t, h, "POST", "/", "").Status)
+			assert.Zero(t, e.Rows(t))
+		})
+	}
+}
+
 // lateHeaders checks, in every mode, that headers changed after the status
 // went out (at WriteHeader, or at the first Write) are not sent, as net/http
 // ignores them, while trailers declared before it are sent after the body.

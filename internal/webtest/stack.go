@@ -26,7 +26,9 @@ type Setup struct {
 	Outer func(w http.ResponseWriter, r *http.Request, next func(*http.Request))
 	// Handler is the route's handler for every method and path, written
 	// against net/http: Echo's adapter passes c.Response() and c.Request()
-	// and returns the error to Echo; net/http's answers an error with 500.
+	// and returns the error to Echo; Gin's passes c.Writer and c.Request
+	// and records the error with c.Error; net/http's answers an error with
+	// 500.
 	Handler func(w http.ResponseWriter, r *http.Request) error
 }
 
@@ -112,6 +114,7 @@ func Scenarios(t *testing.T, tag string, stack Stack) {
 		{"LargeRequestBody", largeRequestBody},
 		{"PanicRollsBackAtOnce", panicRollsBackAtOnce},
 		{"CommitPolicy", commitPolicy},
+		{"HandlerError", handlerError},
 		{"LateHeaders", lateHeaders},
 		{"FailureResponse", failureResponse},
 		{"SameRetryAsDo", sameRetryAsDo},

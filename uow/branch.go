@@ -3,6 +3,8 @@ package uow
 import (
 	"context"
 	"fmt"
+
+	"github.com/uowkit/uowkit/internal/seam"
 )
 
 // This file holds a unit's branches: one lazily begun transaction per
@@ -21,18 +23,19 @@ type branch struct {
 	// Guarded by txn.mu until began; then read-only.
 	began bool
 	ready chan struct{} // made by the first waiter, closed once began
-	tx    txConn
+	tx    seam.Tx
 	err   error // why BEGIN failed
 
 	// Guarded by sem.
 	closed  bool
-	cursors []cursor
+	cursors []any // database/sql cursors (see sqlCursor) and seam.Cursors
 	sp      []*Unit // nested units whose savepoint is open here, innermost last
 }
 
-// cursor is an open *sql.Rows, *sqlx.Rows or *sqlx.Row: Columns fails once
-// it is closed.
-type cursor interface{ Columns() ([]string, error) }
+// sqlCursor is an open *sql.Rows, *sqlx.Rows or *sqlx.Row: Columns fails
+// once it is closed. database/sql closes them itself when the transaction
+// ends.
+type sqlCursor interface{ Columns() ([]string, error) }
 
 // BeginError reports that a source's transaction could not be begun. No
 // statement of the unit ran on that source.
@@ -174,20 +177,20 @@ func (t *txn) await(b *branch) {
 // watcher cancels b.ctx. A BEGIN that fails on a broken pooled connection,
 // before anything ran, is tried again on another one.
 func (t *txn) begin(b *branch) {
-	o := txOptions{isolation: t.opts.isolation, readOnly: t.opts.readOnly}
-	var tx txConn
+	o := seam.TxOptions{Isolation: t.opts.isolation, ReadOnly: t.opts.readOnly}
+	var tx seam.Tx
 	var err error
 	for attempt, attempts := 1, 1; ; attempt++ {
 		e := Event{Kind: EventBegin, Source: b.src.name}
 		octx, start := t.m.start(t.obsCtx(), e)
-		tx, err = b.src.backend.begin(b.ctx, o)
+		tx, err = b.src.backend.Begin(b.ctx, o)
 		e.Err = err
 		t.m.end(octx, e, start)
 		if err == nil || !connectionLost(err) || b.ctx.Err() != nil {
 			break
 		}
 		if attempt == 1 {
-			attempts = 1 + b.src.backend.beginAttempts()
+			attempts = 1 + b.src.backend.BeginAttempts()
 		}
 		if attempt >= attempts {
 			break
@@ -224,6 +227,28 @@ func (b *branch) acquire(ctx context.Context) error {
 
 func (b *branch) release() { <-b.sem }
 
+func cursorOpen(c any) bool {
+	switch c := c.(type) {
+	case seam.Cursor:
+		return c.Open()
+	case sqlCursor:
+		_, err := c.Columns()
+		return err == nil
+	}
+	return false
+}
+
+// closeCursors closes the cursors still open on b before its transaction
+// ends; sem is held. database/sql closes its own; a driver's (pgx's) must
+// be closed first, or its connection is busy when COMMIT or ROLLBACK comes.
+func (b *branch) closeCursors() {
+	for _, c := range b.cursors {
+		if c, ok := c.(seam.Cursor); ok && c.Open() {
+			c.Close()
+		}
+	}
+}
+
 // usable reports whether a statement may run on b now; sem is held.
 func (b *branch) usable() error {
 	if b.closed {
@@ -231,7 +256,7 @@ func (b *branch) usable() error {
 	}
 	open := b.cursors[:0]
 	for _, r := range b.cursors {
-		if _, err := r.Columns(); err == nil {
+		if cursorOpen(r) {
 			open = append(open, r)
 		}
 	}

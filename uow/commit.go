@@ -161,7 +161,8 @@ func (t *txn) commitBranch(b *branch) (err error, unknown bool) {
 	t.mu.Unlock()
 	e := Event{Kind: EventCommit, Source: b.src.name}
 	octx, start := t.m.start(t.obsCtx(), e)
-	err = b.tx.commit()
+	b.closeCursors()
+	err = b.tx.Commit()
 	t.mu.Lock()
 	t.committing = nil
 	t.mu.Unlock()
@@ -193,7 +194,8 @@ func (t *txn) finishLocked(b *branch) error {
 	}
 	e := Event{Kind: EventRollback, Source: b.src.name}
 	octx, start := t.m.start(t.obsCtx(), e)
-	err := b.tx.rollback()
+	b.closeCursors()
+	err := b.tx.Rollback()
 	b.closed, b.cursors = true, nil
 	e.Err = err
 	t.m.end(octx, e, start)

@@ -27,7 +27,7 @@ func (u *Unit) Conn(ctx context.Context, db *sqlx.DB) (*sqlx.Conn, error) {
 	if u.err != nil {
 		return nil, u.err
 	}
-	if u.m.byDB[db] == nil {
+	if u.m.sourceOf(db) == nil {
 		return nil, fmt.Errorf("%w: Conn on a database the manager was not given", ErrUnknownSource)
 	}
 	t := u.t

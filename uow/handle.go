@@ -178,18 +178,32 @@ func (h *Handle) run(ctx context.Context, cursor bool, f func(ctx context.Contex
 	if h.err != nil {
 		return h.err
 	}
-	u := h.u
-	b := h.b.Load()
+	return h.u.run(ctx, h.src, &h.b, cursor, func(ctx context.Context, b *branch) error {
+		return f(ctx, b, b.tx.(sqlTx).tx)
+	})
+}
+
+// run begins u's transaction on s if needed (cache, if not nil, keeps the
+// branch once begun) and runs f on it with the statement lock held, once u
+// is known to be active and its savepoints exist there. A failure f returns
+// marks u rollback-only when the source's backend says it is fatal.
+func (u *Unit) run(ctx context.Context, s *source, cache *atomic.Pointer[branch], cursor bool, f func(ctx context.Context, b *branch) error) error {
+	var b *branch
+	if cache != nil {
+		b = cache.Load()
+	}
 	if b == nil {
 		var err error
-		if b, err = u.branchOn(ctx, h.src); err != nil {
+		if b, err = u.branchOn(ctx, s); err != nil {
 			var be *BeginError
 			if errors.As(err, &be) {
 				u.fail(err) // the work cannot be done on this source
 			}
 			return err
 		}
-		h.b.Store(b) // begun: later statements skip the lookup
+		if cache != nil {
+			cache.Store(b) // begun: later statements skip the lookup
+		}
 	}
 	ctx, stop := u.bind(ctx, cursor)
 	defer stop()
@@ -201,7 +215,7 @@ func (h *Handle) run(ctx context.Context, cursor bool, f func(ctx context.Contex
 		err = u.prepare(ctx, b)
 	}
 	if err == nil {
-		if err = f(ctx, b, b.tx.(sqlTx).tx); err != nil && b.src.backend.fatal(err) {
+		if err = f(ctx, b); err != nil && b.src.backend.Fatal(err) {
 			u.fail(err)
 		}
 	}

@@ -15,7 +15,7 @@ const DefaultSource = "default"
 // safe for concurrent use; create one per application and share it.
 type Manager struct {
 	sources  []*source
-	byDB     map[*sqlx.DB]*source
+	byKey    map[any]*source // by *sqlx.DB, or an adapter's pool
 	defaults config
 	observer Observer
 }
@@ -30,7 +30,7 @@ type ManagerOption func(*Manager)
 // WithSource, contradictory WithDefaults) panics with a "uow:" prefix: it is
 // a programming error found at start-up, never at request time.
 func New(db *sqlx.DB, opts ...ManagerOption) *Manager {
-	m := &Manager{byDB: map[*sqlx.DB]*source{}}
+	m := &Manager{byKey: map[any]*source{}}
 	if db != nil {
 		m.add(DefaultSource, db)
 	}
@@ -43,9 +43,13 @@ func New(db *sqlx.DB, opts ...ManagerOption) *Manager {
 }
 
 func (m *Manager) add(name string, db *sqlx.DB) {
-	s := &source{name: name, index: len(m.sources), db: db, backend: sqlBackend{db}}
+	m.addSource(&source{name: name, db: db, key: db, backend: sqlBackend{db}})
+}
+
+func (m *Manager) addSource(s *source) {
+	s.index = len(m.sources)
 	m.sources = append(m.sources, s)
-	m.byDB[db] = s
+	m.byKey[s.key] = s
 }
 
 // WithSource adds a named database. Units span every source they use: each
@@ -59,15 +63,20 @@ func WithSource(name string, db *sqlx.DB) ManagerOption {
 		case db == nil:
 			panic(fmt.Sprintf("uow: WithSource(%q): nil database", name))
 		}
-		for _, s := range m.sources {
-			if s.name == name {
-				panic(fmt.Sprintf("uow: WithSource(%q): duplicate source name", name))
-			}
-		}
-		if s, dup := m.byDB[db]; dup {
-			panic(fmt.Sprintf("uow: WithSource(%q): database already added as %q", name, s.name))
-		}
+		m.checkNew(name, db)
 		m.add(name, db)
+	}
+}
+
+// checkNew panics if name or key is already a source.
+func (m *Manager) checkNew(name string, key any) {
+	for _, s := range m.sources {
+		if s.name == name {
+			panic(fmt.Sprintf("uow: WithSource(%q): duplicate source name", name))
+		}
+	}
+	if s, dup := m.byKey[key]; dup {
+		panic(fmt.Sprintf("uow: WithSource(%q): database already added as %q", name, s.name))
 	}
 }
 
@@ -185,13 +194,16 @@ func (m *Manager) failed(ctx context.Context, c config, err error) (context.Cont
 func (m *Manager) sourceOf(db *sqlx.DB) *source {
 	if len(m.sources) <= 4 {
 		for _, s := range m.sources {
-			if s.db == db {
+			if s.db == db && db != nil {
 				return s
 			}
 		}
 		return nil
 	}
-	return m.byDB[db]
+	if db == nil {
+		return nil
+	}
+	return m.byKey[db]
 }
 
 // bindContext makes u's context: ctx, carrying u.

@@ -95,7 +95,7 @@ func (b *branch) pop(n *Unit) {
 func (t *txn) savepointStmt(ctx context.Context, b *branch, stmt string, n *Unit) error {
 	e := Event{Kind: EventSavepoint, Source: b.src.name, Statement: stmt}
 	octx, start := t.m.start(t.obsCtx(), e)
-	e.Err = b.tx.exec(ctx, stmt+" "+n.savepoint)
+	e.Err = b.tx.Exec(ctx, stmt+" "+n.savepoint)
 	t.m.end(octx, e, start)
 	return e.Err
 }

@@ -1,0 +1,75 @@
+// Package seam is the boundary between a unit of work and a kind of
+// database. Package uow implements it for database/sql (through sqlx);
+// adapter modules implement it for other drivers (uowpgx, for pgx's own
+// pool) and plug in through AddSource and Run, which package uow sets in
+// its init. Nothing in the scope tree or the commit protocol changes for a
+// new kind of source.
+package seam
+
+import (
+	"context"
+	"database/sql"
+)
+
+// TxOptions are what a BEGIN carries.
+type TxOptions struct {
+	Isolation sql.IsolationLevel
+	ReadOnly  bool
+}
+
+// Backend is what a unit needs from one kind of database.
+type Backend interface {
+	// Begin starts a transaction. It waits for a pool connection, and runs
+	// BEGIN, no longer than ctx allows. ctx also governs the transaction's
+	// life: the unit cancels it only to interrupt the transaction (an
+	// abort), so the driver may then roll it back on its own.
+	Begin(ctx context.Context, o TxOptions) (Tx, error)
+	// BeginAttempts bounds the further BEGINs a unit tries, each on
+	// another connection, after one failed on a broken connection.
+	BeginAttempts() int
+	// Fatal reports whether a failed statement leaves the transaction
+	// unable to commit its work (PostgreSQL aborts it on any error).
+	Fatal(err error) bool
+}
+
+// Tx is one source's transaction.
+type Tx interface {
+	Commit() error
+	// Rollback returns nil when the transaction is already gone: rolled
+	// back by the driver, or its connection broken (the server rolls back
+	// with the session).
+	Rollback() error
+	// Exec runs a control statement: SAVEPOINT, RELEASE, ROLLBACK TO.
+	Exec(ctx context.Context, stmt string) error
+}
+
+// Cursor is a result a statement leaves open on its transaction's
+// connection (rows, a batch), which keeps the connection busy.
+type Cursor interface {
+	// Open reports whether the cursor still holds the connection.
+	Open() bool
+	// Close releases the connection; safe to call from another goroutine
+	// than the one reading the cursor, and more than once.
+	Close()
+}
+
+// AddSource returns a uow.ManagerOption (as any) that adds a source named
+// name, identified by key (the pool a repository passes to find its
+// transaction), served by b. Package uow sets it.
+var AddSource func(name string, key any, b Backend) any
+
+// Run runs f on the transaction of unit (a *uow.Unit) on the source
+// identified by key, as uow's own handles run their statements: the
+// source's transaction is begun on first use (and the savepoints of
+// enclosing nested units created), statements are serialised on it and
+// refused while a cursor is open (uow.ErrBusy), a failure that f returns
+// marks the unit rollback-only when the backend says it is fatal, and a
+// finished unit refuses everything (uow.ErrDone). A cursor f returns is
+// tracked until it closes. A key the unit's manager was not given fails
+// with uow.ErrUnknownSource, and a nil unit with uow.ErrNoUnit.
+var Run func(unit any, key any, ctx context.Context, f func(ctx context.Context, tx Tx) (Cursor, error)) error
+
+// Fail marks unit (a *uow.Unit) rollback-only after err, reported late by a
+// cursor of the source identified by key (a query's error surfaces when its
+// rows are read), when that source's backend says it is fatal.
+var Fail func(unit any, key any, err error)

@@ -28,7 +28,7 @@ type branch struct {
 
 	// Guarded by sem.
 	closed  bool
-	cursors []any // database/sql cursors (see sqlCursor) and seam.Cursors
+	cursors []any   // database/sql cursors (see sqlCursor) and seam.Cursors
 	sp      []*Unit // nested units whose savepoint is open here, innermost last
 }
 

@@ -43,6 +43,15 @@ func init() {
 			return err
 		})
 	}
+	seam.Active = func(unit any) bool {
+		u, _ := unit.(*Unit)
+		if u == nil || u.err != nil {
+			return false
+		}
+		u.t.mu.Lock()
+		defer u.t.mu.Unlock()
+		return u.activeLocked() == nil
+	}
 	seam.Fail = func(unit any, key any, err error) {
 		u, _ := unit.(*Unit)
 		if u == nil || u.err != nil || err == nil {

@@ -104,6 +104,16 @@ func ExampleDB(tag string) *sqlx.DB {
 	return sqlx.MustOpen("postgres", u)
 }
 
+// ExampleURL returns the URL of the database of tag for Example functions
+// that open their own pool (pgx); it panics if the database cannot be had.
+func ExampleURL(tag string) string {
+	u, err := database(tag)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
 func database(tag string) (string, error) {
 	mu.Lock()
 	defer mu.Unlock()

@@ -73,3 +73,7 @@ var Run func(unit any, key any, ctx context.Context, f func(ctx context.Context,
 // cursor of the source identified by key (a query's error surfaces when its
 // rows are read), when that source's backend says it is fatal.
 var Fail func(unit any, key any, err error)
+
+// Active reports whether unit (a *uow.Unit, possibly nil) is active: begun
+// without a configuration error and not finished. Package uow sets it.
+var Active func(unit any) bool

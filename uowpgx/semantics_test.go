@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +140,37 @@ func TestSemantics(t *testing.T) {
 				assert.Equal(t, 2, calls, "retried once at the %s", at)
 				assert.Equal(t, 2, f.count(t), at)
 			}
+		}, 0},
+		{"a deadlock is retried", func(t *testing.T, f *fixture) {
+			f.db.MustExec(`INSERT INTO t VALUES (1), (2)`)
+			var locked sync.WaitGroup
+			locked.Add(2)
+			var retries atomic.Int64
+			p := retry.Policy{MaxAttempts: 20, BaseDelay: time.Millisecond,
+				OnRetry: func(context.Context, int, time.Duration, error) { retries.Add(1) }}
+			transfer := func(first, second int) error {
+				attempt := 0
+				return f.m.Do(context.Background(), func(ctx context.Context) error {
+					attempt++
+					if err := f.src.exec(ctx, `SET LOCAL deadlock_timeout = '50ms'`); err != nil {
+						return err
+					}
+					if err := f.src.exec(ctx, `UPDATE t SET v = v + 10 WHERE v = $1`, first); err != nil {
+						return err
+					}
+					if attempt == 1 {
+						locked.Done()
+						locked.Wait() // both hold their first row: opposite orders deadlock
+					}
+					return f.src.exec(ctx, `UPDATE t SET v = v + 100 WHERE v = $1`, second)
+				}, uow.Retry(p))
+			}
+			errs := make(chan error, 2)
+			go func() { errs <- transfer(1, 2) }()
+			go func() { errs <- transfer(2, 1) }()
+			require.NoError(t, <-errs)
+			require.NoError(t, <-errs)
+			assert.GreaterOrEqual(t, retries.Load(), int64(1), "the 40P01 was retried")
 		}, 0},
 		{"an exhausted pool honours the unit's timeout", func(t *testing.T, f *fixture) {
 			hold, u := f.m.Begin(context.Background())

@@ -294,7 +294,11 @@ func (u *Unit) commitJoined() error {
 // joined unit marks the outer unit rollback-only (its work cannot be undone
 // alone). A nested unit rolls back to its savepoint, discards its AfterCommit
 // hooks and runs its AfterRollback hooks; the outer unit goes on.
-func (u *Unit) Rollback() error {
+func (u *Unit) Rollback() error { return u.rollback(nil) }
+
+// rollback is Rollback, with why the work is abandoned (the error Do's
+// callback returned), for the Observer.
+func (u *Unit) rollback(cause error) error {
 	if u == nil || u.err != nil {
 		return nil
 	}
@@ -318,7 +322,14 @@ func (u *Unit) Rollback() error {
 	branches := t.branches
 	t.mu.Unlock()
 	err := t.rollbackAll(branches, errRolledBack)
-	u.end(stateRolledBack, nil, phaseAfterRollback, OutcomeRolledBack, err)
+	reason := err
+	if cause != nil {
+		reason = errors.Join(cause, err) // cause alone when err is nil
+		if err == nil {
+			reason = cause
+		}
+	}
+	u.end(stateRolledBack, nil, phaseAfterRollback, OutcomeRolledBack, reason)
 	return err
 }
 

@@ -56,6 +56,7 @@ func (m *Manager) once(ctx context.Context, c config, fn func(ctx context.Contex
 	// then goes on unwinding) and on runtime.Goexit.
 	defer u.Rollback()
 	if err := fn(ctx); err != nil {
+		_ = u.rollback(err) // the Observer hears why
 		return err
 	}
 	return u.Commit()

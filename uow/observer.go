@@ -115,7 +115,9 @@ type Event struct {
 	// Duration is the time the operation took (End only).
 	Duration time.Duration
 	// Err is the failure, if any (End only, and EventRetry's Start: the
-	// failed attempt's error).
+	// failed attempt's error). For EventUnit it is why the unit did not
+	// commit: the error Do's callback returned, the commit's error, or the
+	// context's; nil for a Rollback called directly.
 	Err error
 	// Attempt is the failed attempt's number (EventRetry), or the number of
 	// the attempt a unit is (EventUnit, from 1; 0 outside a retrying Do).

@@ -166,6 +166,37 @@ func (f ObserverFunc) Start(ctx context.Context, _ Event) context.Context { retu
 // End calls f.
 func (f ObserverFunc) End(ctx context.Context, e Event) { f(ctx, e) }
 
+// Observers returns an Observer that reports to each of obs in turn: Start
+// threads the context through them in order, End tells them in reverse
+// order, with the context the last Start returned. Put a tracer first, so
+// that the others (a logger) see its span in the context; put at most one
+// span-making observer in the list, since End gets one context for all.
+// Nil observers are skipped.
+func Observers(obs ...Observer) Observer {
+	var list observerList
+	for _, o := range obs {
+		if o != nil {
+			list = append(list, o)
+		}
+	}
+	return list
+}
+
+type observerList []Observer
+
+func (l observerList) Start(ctx context.Context, e Event) context.Context {
+	for _, o := range l {
+		ctx = o.Start(ctx, e)
+	}
+	return ctx
+}
+
+func (l observerList) End(ctx context.Context, e Event) {
+	for i := len(l) - 1; i >= 0; i-- {
+		l[i].End(ctx, e)
+	}
+}
+
 // start tells the Observer that e starts and returns the context it runs
 // on, with the time it started.
 func (m *Manager) start(ctx context.Context, e Event) (context.Context, time.Time) {

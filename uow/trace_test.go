@@ -122,3 +122,25 @@ func TestObserverWrapsTheUnitAndItsStatements(t *testing.T) {
 	require.NoError(t, m.Do(ctx, func(context.Context) error { return nil }))
 	assert.Empty(t, tr.lines)
 }
+
+// Observers chains observers: Start in order, each seeing the context the
+// one before returned; End in reverse, with the last context.
+func TestObserversChain(t *testing.T) {
+	spy := &spying{}
+	db := sqlx.NewDb(sql.OpenDB(spy), "postgres")
+	defer db.Close()
+	tr := &tracer{}
+	var logged []string
+	logger := uow.ObserverFunc(func(ctx context.Context, e uow.Event) {
+		span, _ := ctx.Value(spanKey{}).(string)
+		logged = append(logged, e.Kind.String()+" @ "+span)
+	})
+	m := uow.New(db, uow.WithObserver(uow.Observers(tr, nil, logger)))
+	require.NoError(t, m.Do(context.Background(), func(ctx context.Context) error {
+		_, err := repo.From(ctx, db).ExecContext(ctx, `INSERT 1`)
+		return err
+	}))
+	assert.Equal(t, []string{"begin @ unit/begin(default)", "commit @ unit/commit(default)", "unit @ unit"}, logged,
+		"the logger sees the tracer's spans")
+	assert.Len(t, tr.lines, 3)
+}

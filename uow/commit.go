@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/uowkit/uowkit/internal/bridge"
 	"github.com/uowkit/uowkit/retry"
 )
 
@@ -230,10 +231,6 @@ func (t *txn) rollbackAll(branches []*branch, cause error) error {
 func (u *Unit) end(s state, cause error, phase string, outcome Outcome, err error) {
 	t := u.t
 	t.mu.Lock()
-	u.state, u.doneCause = s, cause
-	if t.over != nil {
-		close(t.over)
-	}
 	var hooks []Hook
 	switch phase {
 	case phaseAfterCommit:
@@ -265,7 +262,23 @@ func (u *Unit) end(s state, cause error, phase string, outcome Outcome, err erro
 		b.interrupt(nil) // releases the context; the transaction is over
 	}
 	releasePinned(pinned)
-	u.runHooks(phase, hooks)
+	// Everything is released and, under the HTTP middleware, the hooks are
+	// queued before the unit is seen to be over: a Commit or Rollback
+	// waiting in another goroutine (the middleware's, once the unit's
+	// context ended) returns only then, and finds them.
+	queued := bridge.HookQueueFrom(u.ctx) != nil
+	if queued {
+		u.runHooks(phase, hooks)
+	}
+	t.mu.Lock()
+	u.state, u.doneCause = s, cause
+	if t.over != nil {
+		close(t.over)
+	}
+	t.mu.Unlock()
+	if !queued {
+		u.runHooks(phase, hooks)
+	}
 }
 
 func (u *Unit) commitJoined() error {

@@ -3,11 +3,14 @@ package uow_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/uowkit/uowkit/internal/bridge"
+	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/uow"
 )
 
@@ -45,4 +48,34 @@ func TestHooksGoToTheQueueWhenThereIsOne(t *testing.T) {
 		return uow.AfterCommit(ctx, hook("commit"))
 	}))
 	assert.Equal(t, []string{"commit:now"}, ran)
+}
+
+// A unit aborted because its context ended (the client left) queues its
+// after-rollback hooks before a Rollback waiting for the abort returns: the
+// middleware runs the queue right after that Rollback, and must find them.
+func TestAbortQueuesHooksBeforeRollbackReturns(t *testing.T) {
+	db := pgtest.Open(t, "uow")
+	// An Observer slow to hear of the unit's end widens the window in which
+	// a unit seen over too early had not queued its hooks yet.
+	aborting := make(chan struct{}, 1)
+	m := uow.New(db, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, e uow.Event) {
+		switch e.Kind {
+		case uow.EventRollback:
+			aborting <- struct{}{} // the watcher has rolled the source back
+		case uow.EventUnit:
+			time.Sleep(10 * time.Millisecond)
+		}
+	})))
+	for i := range 10 {
+		parent, cancel := context.WithCancel(context.Background())
+		qctx, q := bridge.WithHookQueue(parent)
+		ctx, u := m.Begin(qctx)
+		_, err := repo.From(ctx, db).ExecContext(ctx, `SELECT 1`)
+		require.NoError(t, err)
+		require.NoError(t, u.AfterRollback(func(context.Context) error { return nil }))
+		cancel() // the watcher aborts the unit, concurrently
+		<-aborting
+		_ = u.Rollback()
+		require.Equal(t, 1, q.Len(), "run %d: the hook was queued before Rollback returned", i)
+	}
 }

@@ -29,7 +29,7 @@ import (
 // alive right after the decision.
 func deadline(t *testing.T, tag string, stack Stack) {
 	t.Helper()
-	for _, mode := range modes() {
+	for _, mode := range Modes() {
 		for _, tc := range []struct {
 			name    string
 			timeout time.Duration

@@ -39,7 +39,7 @@ type hookRun struct {
 func hooksAfterResponse(t *testing.T, tag string, stack Stack) {
 	t.Helper()
 	const hookTimeout = 5 * time.Minute
-	for _, mode := range modes() {
+	for _, mode := range Modes() {
 		for _, tc := range []struct {
 			name   string
 			status int

@@ -34,7 +34,7 @@ const holdTimeout = 3 * time.Second
 // handlers that do not catch the deadline do.
 func exhaustedPool(t *testing.T, tag string, stack Stack) {
 	t.Helper()
-	for _, mode := range modes() {
+	for _, mode := range Modes() {
 		for _, tc := range []struct {
 			name    string
 			timeout time.Duration
@@ -146,7 +146,7 @@ func waitForPool(t *testing.T, db *sqlx.DB) {
 // connection.
 func deadConnection(t *testing.T, tag string, stack Stack) {
 	t.Helper()
-	for _, mode := range modes() {
+	for _, mode := range Modes() {
 		for _, drv := range []string{"postgres", "pgx"} {
 			for _, how := range []string{"terminated", "reset", "reset during BEGIN"} {
 				t.Run(mode.Name+"/"+drv+"/"+how, func(t *testing.T) {

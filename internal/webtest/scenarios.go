@@ -2,22 +2,19 @@ package webtest
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/uowkit/uowkit/internal/pgtest"
 	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/retry"
@@ -27,25 +24,6 @@ import (
 // The scenarios below are the middleware behaviours whose logic does not
 // depend on the framework: each adapter's test supplies only the handler,
 // written the way that framework writes one.
-
-// NoRoundTrip serves 50 GET /healthz through the handler that build returns
-// for a manager on a counting connection, and checks that none of them
-// reached the database: no statement, BEGIN, COMMIT or ROLLBACK sent, no
-// observer event, no connection opened. The handler must answer 200.
-func NoRoundTrip(t *testing.T, tag string, build func(m *uow.Manager) http.Handler) {
-	t.Helper()
-	db, counts := pgtest.OpenCounting(t, tag)
-	var events atomic.Int64
-	m := uow.New(db, uow.WithObserver(uow.ObserverFunc(func(context.Context, uow.Event) { events.Add(1) })))
-	srv := httptest.NewServer(build(m))
-	defer srv.Close()
-	for range 50 {
-		require.Equal(t, 200, Send(t, srv.URL, "GET", "/healthz", "").Status)
-	}
-	assert.Zero(t, counts.Total(), "statements, BEGINs, COMMITs, ROLLBACKs sent")
-	assert.Zero(t, events.Load(), "observer events (no begin, commit or rollback)")
-	assert.Zero(t, db.Stats().OpenConnections, "connections ever kept open")
-}
 
 // twoDatabases runs, in every mode and with buffered retry, a handler that
 // inserts into both databases of a Pair (through [Pair.Insert], with the
@@ -57,7 +35,7 @@ func NoRoundTrip(t *testing.T, tag string, build func(m *uow.Manager) http.Handl
 // the partial commit.
 func twoDatabases(t *testing.T, tag string, stack Stack) {
 	t.Helper()
-	all := append(modes(), mode{"buffered with retry", nethttp.Options{
+	all := append(Modes(), Mode{"buffered with retry", nethttp.Options{
 		Buffer: 1 << 16, UnitOptions: RetryWith(retry.Policy{MaxAttempts: 3, BaseDelay: time.Millisecond})}})
 	for _, mode := range all {
 		for _, tc := range []struct {
@@ -108,82 +86,6 @@ func twoDatabases(t *testing.T, tag string, stack Stack) {
 	}
 }
 
-// WriteSkew is two serializable requests that each count a table's rows and
-// then insert one, their first attempts waiting for each other in between:
-// one of them must fail with 40001 (at the INSERT or at COMMIT), and buffered
-// retry must re-run it until both succeed in some serial order.
-type WriteSkew struct {
-	*Env
-	// M is a manager on the Env's database whose Observer counts EventRetry.
-	M *uow.Manager
-	// Policy is the retry policy of the scenario's units (UnitOptions),
-	// which buffered mode re-runs the handler by; its OnRetry counts.
-	Policy retry.Policy
-
-	retries, observed atomic.Int64
-	firstReads        sync.WaitGroup
-	attempts          sync.Map // body → *atomic.Int64
-}
-
-// NewWriteSkew prepares the scenario on the database of tag.
-func NewWriteSkew(t *testing.T, tag string) *WriteSkew {
-	env := NewEnv(t, tag)
-	w := &WriteSkew{Env: env}
-	w.M = uow.New(env.DB, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, ev uow.Event) {
-		if ev.Kind == uow.EventRetry {
-			w.observed.Add(1)
-		}
-	})))
-	// Room to outlast the competing transaction on a loaded machine.
-	w.Policy = retry.Policy{MaxAttempts: 50, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond,
-		OnRetry: func(context.Context, int, time.Duration, error) { w.retries.Add(1) }}
-	w.firstReads.Add(2)
-	return w
-}
-
-// UnitOptions are the options of the scenario's units: serializable, with
-// Policy.
-func (w *WriteSkew) UnitOptions() []uow.Option {
-	return []uow.Option{uow.Isolation(sql.LevelSerializable), uow.Retry(w.Policy)}
-}
-
-// Attempt is the handler's work for the request whose body is body: it
-// returns the text to answer with 201, or the database error.
-func (w *WriteSkew) Attempt(ctx context.Context, body string) (string, error) {
-	n, _ := w.attempts.LoadOrStore(body, new(atomic.Int64))
-	attempt := n.(*atomic.Int64).Add(1)
-	var count int
-	if err := repo.From(ctx, w.DB).GetContext(ctx, &count, `SELECT count(*) FROM `+w.Table); err != nil {
-		return "", err
-	}
-	if attempt == 1 {
-		w.firstReads.Done()
-		w.firstReads.Wait()
-	}
-	if err := w.Insert(ctx, body); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s saw %d", body, count), nil
-}
-
-// Check sends the two requests to h at once and checks that both got 201
-// with a body of their final attempt, in a serial order, that both rows are
-// kept, and that every re-run went to OnRetry and to the Observer.
-func (w *WriteSkew) Check(t *testing.T, h http.Handler) {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	res := PostAll(srv.URL, "a", "b")
-	assert.Equal(t, []int{201, 201}, []int{res[0].Status, res[1].Status}, res[0].Body+" / "+res[1].Body)
-	bodies := []string{res[0].Body, res[1].Body}
-	slices.Sort(bodies)
-	assert.Contains(t, [][]string{{"a saw 0", "b saw 1"}, {"a saw 1", "b saw 0"}}, bodies,
-		"a serial order, and only final attempts reached the clients")
-	assert.Equal(t, 2, w.Rows(t))
-	assert.GreaterOrEqual(t, w.retries.Load(), int64(1), "a re-run happened")
-	assert.Equal(t, w.retries.Load(), w.observed.Load(), "every re-run reported to the Observer as EventRetry")
-}
-
 // failureResponse checks an application's failure writer, in every mode:
 // a handler inserts a row, sets an X-Handler header and answers 201, and
 // its COMMIT fails (23514, then 40001). The client must get 500, then 503
@@ -192,7 +94,7 @@ func (w *WriteSkew) Check(t *testing.T, h http.Handler) {
 // the request and the unit's error.
 func failureResponse(t *testing.T, tag string, stack Stack) {
 	t.Helper()
-	for _, mode := range modes() {
+	for _, mode := range Modes() {
 		for _, tc := range []struct {
 			name       string
 			sqlstate   string
@@ -248,7 +150,7 @@ func commitPolicy(t *testing.T, tag string, stack Stack) {
 	writeStatus := func(code int) func(http.ResponseWriter) error {
 		return func(w http.ResponseWriter) error { w.WriteHeader(code); return nil }
 	}
-	for _, mode := range modes() {
+	for _, mode := range Modes() {
 		for _, tc := range []struct {
 			name   string
 			commit func(int) bool
@@ -287,7 +189,7 @@ func commitPolicy(t *testing.T, tag string, stack Stack) {
 // c.Error) gets 500 and keeps nothing, whichever part answers it.
 func handlerError(t *testing.T, tag string, stack Stack) {
 	t.Helper()
-	for _, mode := range modes() {
+	for _, mode := range Modes() {
 		t.Run(mode.Name, func(t *testing.T) {
 			t.Parallel()
 			e := NewEnv(t, tag)
@@ -309,7 +211,7 @@ func handlerError(t *testing.T, tag string, stack Stack) {
 // The handler inserts a row and holds on to its header map, as handlers do.
 func lateHeaders(t *testing.T, tag string, stack Stack) {
 	t.Helper()
-	for _, mode := range modes() {
+	for _, mode := range Modes() {
 		for _, tc := range []struct {
 			name   string
 			status int // 0: the first Write sends 200
@@ -356,7 +258,7 @@ func lateHeaders(t *testing.T, tag string, stack Stack) {
 // context. The recoverer's 500 goes through.
 func panicRollsBackAtOnce(t *testing.T, tag string, stack Stack) {
 	t.Helper()
-	for _, mode := range modes() {
+	for _, mode := range Modes() {
 		t.Run(mode.Name, func(t *testing.T) {
 			t.Parallel()
 			e := NewEnv(t, tag)
@@ -386,6 +288,169 @@ func panicRollsBackAtOnce(t *testing.T, tag string, stack Stack) {
 			assert.NoError(t, ctxErr, "the request is still going on")
 			assert.Zero(t, inUse, "connections in use when the panic reached the recoverer")
 			assert.Zero(t, rows)
+		})
+	}
+}
+
+// panicAfterWriting panics in a handler that inserted a row and wrote 200
+// "ok" (then flushed it, in one case), under the stack's own recoverer
+// further out: the one place the modes differ. A streamed response went
+// out, committed, when it was written: the client gets exactly what it
+// gets without the unit's middleware (on a skipped path), whatever the
+// recoverer then adds (net/http's glues its answer on; Echo's and Gin's
+// see the response went out). A buffered one never went out, unless a
+// flush sent it: it is rolled back, and the client gets exactly what the
+// recoverer answers for a panic before any write, with nothing of the
+// dropped response.
+func panicAfterWriting(t *testing.T, tag string, stack Stack) {
+	t.Helper()
+	for _, tc := range []struct {
+		name  string
+		opts  nethttp.Options
+		flush bool
+		sent  bool // the 200 went out before the panic
+	}{
+		{"streaming", nethttp.Options{}, false, true},
+		{"buffered", nethttp.Options{Buffer: 1 << 10}, false, false},
+		{"buffered, flushed", nethttp.Options{Buffer: 1 << 10}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := NewEnv(t, tag)
+			s := tc.opts
+			s.Skipper = func(r *http.Request) bool { return r.URL.Path == "/without-unit" }
+			h := stack(Setup{M: e.M, Options: s, Handler: func(w http.ResponseWriter, r *http.Request) error {
+				switch r.URL.Path {
+				case "/at-once":
+					panic("before writing")
+				case "/":
+					if err := e.Insert(r.Context(), "x"); err != nil {
+						return err
+					}
+				}
+				w.WriteHeader(http.StatusOK)
+				_, _ = fmt.Fprint(w, "ok")
+				if tc.flush {
+					if err := http.NewResponseController(w).Flush(); err != nil {
+						return err
+					}
+				}
+				panic("after writing")
+			}})
+			want, rows := Serve(t, h, "POST", "/without-unit", ""), 1
+			require.Equal(t, 200, want.Status, "without the unit's middleware")
+			require.True(t, strings.HasPrefix(want.Body, "ok"), "without the unit's middleware: %q", want.Body)
+			if !tc.sent {
+				want, rows = Serve(t, h, "POST", "/at-once", ""), 0
+				require.Equal(t, 500, want.Status, "the recoverer's answer to a panic")
+			}
+			res := Serve(t, h, "POST", "/", "")
+			assert.Equal(t, want.Status, res.Status)
+			assert.Equal(t, want.Body, res.Body)
+			assert.Equal(t, rows, e.Rows(t))
+		})
+	}
+}
+
+// successNotCommitted checks, in every mode, the two ways a handler that
+// answers with success still keeps nothing. It asked for a rollback
+// (uow.SetRollbackOnly): its 200 goes through. Or a statement failed and
+// the handler swallowed the error: the unit cannot commit, and the client
+// gets 500 instead of the 201. Each handler first inserts a row.
+func successNotCommitted(t *testing.T, tag string, stack Stack) {
+	t.Helper()
+	for _, mode := range Modes() {
+		for _, tc := range []struct {
+			name   string
+			do     func(e *Env, w http.ResponseWriter, r *http.Request) error
+			status int
+			body   string
+		}{
+			{"SetRollbackOnly with 200", func(_ *Env, w http.ResponseWriter, r *http.Request) error {
+				if err := uow.SetRollbackOnly(r.Context()); err != nil {
+					return err
+				}
+				_, err := fmt.Fprint(w, "dry run")
+				return err
+			}, 200, "dry run"},
+			{"swallowed statement error, then 201", func(e *Env, w http.ResponseWriter, r *http.Request) error {
+				_, _ = repo.From(r.Context(), e.DB).ExecContext(r.Context(), `SELECT 1/0`)
+				w.WriteHeader(http.StatusCreated)
+				_, _ = fmt.Fprint(w, "success")
+				return nil
+			}, 500, "Internal Server Error\n"},
+		} {
+			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				e := NewEnv(t, tag)
+				h := stack(Setup{M: e.M, Options: mode.Options, Handler: func(w http.ResponseWriter, r *http.Request) error {
+					if err := e.Insert(r.Context(), "x"); err != nil {
+						return err
+					}
+					return tc.do(e, w, r)
+				}})
+				res := Serve(t, h, "POST", "/", "")
+				assert.Equal(t, tc.status, res.Status)
+				assert.Equal(t, tc.body, res.Body)
+				assert.Zero(t, e.Rows(t))
+			})
+		}
+	}
+}
+
+// clientDisconnect lets the client go away while the handler, having
+// inserted a row, waits for the request's context to end. In every mode the
+// unit rolls back by itself when it does: the handler's next statement
+// finds it finished, nothing is kept, and once the unit is over no
+// connection is in use. (Its statements fail as soon as it starts rolling
+// back, before its connection is back in the pool: the Observer's
+// EventUnit, reported when the rollback is done, says when it is over.)
+func clientDisconnect(t *testing.T, tag string, stack Stack) {
+	t.Helper()
+	for _, mode := range Modes() {
+		t.Run(mode.Name, func(t *testing.T) {
+			t.Parallel()
+			e := NewEnv(t, tag)
+			over := make(chan struct{})
+			ended := sync.OnceFunc(func() { close(over) })
+			m := uow.New(e.DB, uow.WithObserver(uow.ObserverFunc(func(_ context.Context, ev uow.Event) {
+				if ev.Kind == uow.EventUnit {
+					ended()
+				}
+			})))
+			inserted, finished := make(chan struct{}), make(chan struct{})
+			var late error
+			h := stack(Setup{M: m, Options: mode.Options, Handler: func(w http.ResponseWriter, r *http.Request) error {
+				defer close(finished)
+				ctx := r.Context()
+				if err := e.Insert(ctx, "x"); err != nil {
+					return err
+				}
+				close(inserted)
+				<-ctx.Done() // the client went away
+				late = e.Insert(ctx, "late")
+				_, _ = fmt.Fprint(w, "too late")
+				return nil
+			}})
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				<-inserted
+				cancel()
+			}()
+			res := <-Go(ctx, srv.URL, "POST", "/", "")
+			require.ErrorIs(t, res.Err, context.Canceled)
+			<-finished
+			assert.Error(t, late, "statements after the client left")
+			select {
+			case <-over:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the unit was not over after 30 s")
+			}
+			assert.Zero(t, e.Rows(t))
+			assert.Zero(t, e.DB.Stats().InUse, "connections in use once the unit is over")
 		})
 	}
 }

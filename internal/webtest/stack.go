@@ -35,16 +35,16 @@ type Setup struct {
 // Stack serves a Setup through one framework and its unit middleware.
 type Stack func(Setup) http.Handler
 
-// mode is one way the middleware can hold a response.
-type mode struct {
+// Mode is one way the middleware can hold a response.
+type Mode struct {
 	Name    string
 	Options nethttp.Options
 }
 
-// modes returns streaming and buffered mode: a shared behaviour must be
-// decided the same in both.
-func modes() []mode {
-	return []mode{{"streaming", nethttp.Options{}}, {"buffered", nethttp.Options{Buffer: 1 << 16}}}
+// Modes returns streaming and buffered mode: a behaviour must be decided the
+// same in both.
+func Modes() []Mode {
+	return []Mode{{"streaming", nethttp.Options{}}, {"buffered", nethttp.Options{Buffer: 1 << 16}}}
 }
 
 // RetryWith returns an Options.UnitOptions that gives every request's unit
@@ -121,6 +121,14 @@ func Scenarios(t *testing.T, tag string, stack Stack) {
 		{"HooksAfterResponse", hooksAfterResponse},
 		{"ExhaustedPool", exhaustedPool},
 		{"DeadConnection", deadConnection},
+		{"NoRoundTrip", noRoundTrip},
+		{"SkipperAndReadOnlySafeMethods", skipperAndReadOnlySafeMethods},
+		{"ClientDisconnect", clientDisconnect},
+		{"PanicAfterWriting", panicAfterWriting},
+		{"SuccessNotCommitted", successNotCommitted},
+		{"BufferOverflow", bufferOverflow},
+		{"SerializationFailureAtCommit", serializationFailureAtCommit},
+		{"RealSerializationFailure", realSerializationFailure},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()

@@ -141,12 +141,21 @@ type Response struct {
 }
 
 // Serve sends one request to h on a real server and returns what the client
-// saw. Redirects are not followed.
+// saw, once h has returned: a hijacked request may still be served after
+// the client has its answer, and loggers further out write last. Redirects
+// are not followed.
 func Serve(t *testing.T, h http.Handler, method, path, body string) Response {
 	t.Helper()
-	srv := httptest.NewServer(h)
+	done := make(chan struct{})
+	finished := sync.OnceFunc(func() { close(done) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer finished()
+		h.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
-	return Send(t, srv.URL, method, path, body)
+	res := Send(t, srv.URL, method, path, body)
+	<-done
+	return res
 }
 
 // Send sends one request to the server at url.

@@ -4,12 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/internal/webtest"
 	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/uow"
 )
@@ -41,7 +41,6 @@ func BenchmarkNoDBRequest(b *testing.B) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok"))
 	})
-	req := httptest.NewRequest("GET", "/healthz", nil)
 	for _, c := range []struct {
 		name string
 		h    http.Handler
@@ -51,15 +50,6 @@ func BenchmarkNoDBRequest(b *testing.B) {
 		{"uowkit-buffered", nethttp.TransactionWithOptions(uow.New(db), nethttp.Options{Buffer: 1 << 16})(healthz)},
 		{"eager-begin-commit", eager(db, healthz)},
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				rec := httptest.NewRecorder()
-				c.h.ServeHTTP(rec, req)
-				if rec.Code != 200 {
-					b.Fatal(rec.Code)
-				}
-			}
-		})
+		webtest.BenchmarkHealthz(b, c.name, c.h)
 	}
 }

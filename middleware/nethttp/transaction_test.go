@@ -2,7 +2,6 @@ package nethttp_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,23 +22,12 @@ import (
 	"github.com/uowkit/uowkit/internal/webtest"
 	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/repo"
-	"github.com/uowkit/uowkit/retry"
 	"github.com/uowkit/uowkit/uow"
 )
 
 // TestMain gives the package a database of its own; pgtest.Main drops it
 // afterwards and fails the run if goleak finds a leaked goroutine.
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-// modes are the two ways the middleware can hold a response: every
-// behaviour must be decided the same in both.
-var modes = []struct {
-	name string
-	opts nethttp.Options
-}{
-	{"streaming", nethttp.Options{}},
-	{"buffered", nethttp.Options{Buffer: 1 << 16}},
-}
 
 // recoverer turns a panic into a 500, as an application's outer middleware
 // would.
@@ -91,7 +78,9 @@ func TestScenarios(t *testing.T) {
 
 // TestDecisionTable runs every handler behaviour of docs/middleware.md in
 // both modes, on a real server, and checks what the client saw and what the
-// database kept. Each handler first inserts one row through its unit.
+// database kept. Each handler first inserts one row through its unit. The
+// rows that do not depend on how the handler writes (SetRollbackOnly, a
+// swallowed statement error) are the shared scenario SuccessNotCommitted.
 func TestDecisionTable(t *testing.T) {
 	t.Parallel()
 	writeStatus := func(code int) func(*webtest.Env, http.ResponseWriter, *http.Request) {
@@ -166,24 +155,13 @@ func TestDecisionTable(t *testing.T) {
 			w.WriteHeader(http.StatusEarlyHints)
 			w.WriteHeader(400)
 		}, 400, "", 0},
-		{"SetRollbackOnly with 200", func(_ *webtest.Env, w http.ResponseWriter, r *http.Request) {
-			if err := uow.SetRollbackOnly(r.Context()); err != nil {
-				panic(err)
-			}
-			fmt.Fprint(w, "dry run")
-		}, 200, "dry run", 0},
-		{"swallowed statement error then 201", func(e *webtest.Env, w http.ResponseWriter, r *http.Request) {
-			_, _ = repo.From(r.Context(), e.DB).ExecContext(r.Context(), `SELECT 1/0`)
-			w.WriteHeader(201)
-			fmt.Fprint(w, "success")
-		}, 500, "Internal Server Error\n", 0},
 	}
-	for _, mode := range modes {
+	for _, mode := range webtest.Modes() {
 		for _, tc := range cases {
-			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				e := webtest.NewEnv(t, "nethttp")
-				h := recoverer(nethttp.TransactionWithOptions(e.M, mode.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h := recoverer(nethttp.TransactionWithOptions(e.M, mode.Options)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					if err := e.Insert(r.Context(), "x"); err != nil {
 						panic(err)
 					}
@@ -205,12 +183,12 @@ func TestDecisionTable(t *testing.T) {
 
 func TestWrappedWriterKeepsItsInterfaces(t *testing.T) {
 	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range webtest.Modes() {
+		t.Run(mode.Name, func(t *testing.T) {
 			t.Parallel()
 			e := webtest.NewEnv(t, "nethttp")
 			var got []string
-			h := nethttp.TransactionWithOptions(e.M, mode.opts)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			h := nethttp.TransactionWithOptions(e.M, mode.Options)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				_, flusher := w.(http.Flusher)
 				_, hijacker := w.(http.Hijacker)
 				_, readerFrom := w.(io.ReaderFrom)
@@ -351,153 +329,6 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 	}
 }
 
-func TestSerializationFailureAtCommit(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name      string
-		conflicts int
-		opts      nethttp.Options
-		status    int
-		body      string
-		retryHdr  string
-		attempts  int
-		rows      int
-	}{
-		{"streaming: 503 with Retry-After in whole seconds, rounded up", 1, nethttp.Options{RetryAfter: 2500 * time.Millisecond},
-			503, "Service Unavailable\n", "3", 1, 0},
-		{"buffered without Retry: 503", 1, nethttp.Options{Buffer: 1 << 10},
-			503, "Service Unavailable\n", "1", 1, 0},
-		{"buffered with Retry: re-run, one clean 201", 2, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond})},
-			201, "attempt 3 read payload", "", 3, 1},
-		{"buffered, attempts exhausted: 503", 5, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond})},
-			503, "Service Unavailable\n", "1", 2, 0},
-		{"buffered, MaxElapsed passed: 503", 1, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 5, MaxElapsed: time.Nanosecond})},
-			503, "Service Unavailable\n", "1", 1, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := webtest.NewEnv(t, "nethttp")
-			webtest.CommitConflicts(t, e.DB, e.Table, tc.conflicts)
-			var reported webtest.Errors
-			tc.opts.ErrorHandler = reported.Handle
-			var attempts atomic.Int64
-			h := nethttp.TransactionWithOptions(e.M, tc.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				n := attempts.Add(1)
-				body, err := io.ReadAll(r.Body) // replayed on every attempt
-				if err != nil {
-					panic(err)
-				}
-				if err := e.Insert(r.Context(), string(body)); err != nil {
-					panic(err)
-				}
-				w.Header().Set("X-Attempt", fmt.Sprint(n))
-				if n == 1 {
-					w.Header().Set("X-First-Attempt", "yes")
-				}
-				w.WriteHeader(201)
-				fmt.Fprintf(w, "attempt %d read %s", n, body)
-			}))
-			res := webtest.Serve(t, h, "POST", "/", "payload")
-			assert.Equal(t, tc.status, res.Status)
-			assert.Equal(t, tc.body, res.Body)
-			assert.Equal(t, tc.retryHdr, res.Header.Get("Retry-After"))
-			assert.EqualValues(t, tc.attempts, attempts.Load(), "handler runs")
-			assert.Equal(t, tc.rows, e.Rows(t))
-			assert.Empty(t, res.Header.Get("X-First-Attempt"), "no header of a failed attempt")
-			if tc.status == 503 {
-				assert.Empty(t, res.Header.Get("X-Attempt"), "no header of a failed attempt")
-				code, _ := retry.SQLState(reported.One(t))
-				assert.Equal(t, "40001", code)
-			} else {
-				assert.Equal(t, fmt.Sprint(tc.attempts), res.Header.Get("X-Attempt"))
-				assert.Empty(t, reported.List())
-			}
-		})
-	}
-}
-
-func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		opts nethttp.Options
-	}{
-		{"default", nethttp.Options{}},
-		{"read-only safe methods, timeout", nethttp.Options{UnitOptions: nethttp.ReadOnlySafeMethods, Timeout: time.Minute}},
-		{"buffered with retry", nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{})}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			webtest.NoRoundTrip(t, "nethttp", func(m *uow.Manager) http.Handler {
-				return nethttp.TransactionWithOptions(m, tc.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					fmt.Fprint(w, "healthy")
-				}))
-			})
-		})
-	}
-}
-
-func TestClientDisconnectRollsBack(t *testing.T) {
-	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			e := webtest.NewEnv(t, "nethttp")
-			inserted, finished := make(chan struct{}), make(chan struct{})
-			var late error
-			h := nethttp.TransactionWithOptions(e.M, mode.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				defer close(finished)
-				if err := e.Insert(r.Context(), "x"); err != nil {
-					panic(err)
-				}
-				close(inserted)
-				<-r.Context().Done() // the client went away
-				late = e.Insert(r.Context(), "y")
-				fmt.Fprint(w, "too late")
-			}))
-			srv := httptest.NewServer(h)
-			defer srv.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			req, err := http.NewRequestWithContext(ctx, "POST", srv.URL, nil)
-			require.NoError(t, err)
-			go func() {
-				<-inserted
-				cancel()
-			}()
-			_, err = http.DefaultClient.Do(req)
-			require.ErrorIs(t, err, context.Canceled)
-			<-finished
-			// The unit rolled back by itself when the request's context
-			// ended: the handler's next statement finds it finished.
-			assert.Error(t, late)
-			assert.Zero(t, e.Rows(t))
-			assert.Zero(t, e.DB.Stats().InUse)
-		})
-	}
-}
-
-func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
-	t.Parallel()
-	e := webtest.NewEnv(t, "nethttp")
-	var got error
-	h := nethttp.TransactionWithOptions(e.M, nethttp.Options{
-		UnitOptions: nethttp.ReadOnlySafeMethods,
-		Skipper:     func(r *http.Request) bool { return r.URL.Path == "/skip" },
-	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = e.Insert(r.Context(), "x")
-	}))
-	for _, method := range []string{"GET", "HEAD", "OPTIONS"} {
-		webtest.Serve(t, h, method, "/", "")
-		code, _ := retry.SQLState(got)
-		assert.Equal(t, "25006", code, "%s runs read-only", method)
-	}
-	webtest.Serve(t, h, "POST", "/", "")
-	require.NoError(t, got, "POST runs read-write")
-	webtest.Serve(t, h, "GET", "/skip", "")
-	require.NoError(t, got, "skipped: autocommit on the pool")
-	assert.Equal(t, 2, e.Rows(t))
-}
-
 func TestRouters(t *testing.T) {
 	t.Parallel()
 	addPlayer := func(e *webtest.Env, w http.ResponseWriter, r *http.Request, id string) {
@@ -546,69 +377,6 @@ func TestRouters(t *testing.T) {
 	}
 }
 
-func TestBufferedRetryRerunsTheHandlerOnARealSerializationFailure(t *testing.T) {
-	t.Parallel()
-	ws := webtest.NewWriteSkew(t, "nethttp")
-	ws.Check(t, nethttp.TransactionWithOptions(ws.M, nethttp.Options{
-		Buffer:      1 << 16,
-		UnitOptions: func(*http.Request) []uow.Option { return ws.UnitOptions() },
-	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body) // replayed on every attempt
-		text, err := ws.Attempt(r.Context(), string(body))
-		if err != nil {
-			// The handler's own 500: re-run all the same, since the
-			// unit failed retryably.
-			http.Error(w, "conflict: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.WriteHeader(201)
-		fmt.Fprint(w, text)
-	})))
-}
-
-func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
-	t.Parallel()
-	big := strings.Repeat("0123456789", 100)
-	for _, tc := range []struct {
-		name   string
-		status int
-		copy   bool // io.Copy (ReadFrom) rather than Writes of 10 bytes
-		rows   int
-	}{
-		{"201 commits before the first byte", 201, false, 1},
-		{"409 rolls back, body goes through", 409, false, 0},
-		{"io.Copy: 201 commits before the first byte", 201, true, 1},
-		{"io.Copy: 409 rolls back, body goes through", 409, true, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := webtest.NewEnv(t, "nethttp")
-			var overflowed error
-			h := nethttp.TransactionWithOptions(e.M, nethttp.Options{Buffer: 64})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if err := e.Insert(r.Context(), "x"); err != nil {
-					panic(err)
-				}
-				w.Header().Set("X-Kept", "yes")
-				w.WriteHeader(tc.status)
-				if tc.copy {
-					_, _ = io.Copy(w, webtest.RawReader{Reader: strings.NewReader(big)})
-				}
-				for i := 0; i < len(big) && !tc.copy; i += 10 {
-					fmt.Fprint(w, big[i:i+10])
-				}
-				// Streaming began at the overflow: the unit is decided.
-				overflowed = e.Insert(r.Context(), "late")
-			}))
-			res := webtest.Serve(t, h, "POST", "/", "")
-			assert.Equal(t, tc.status, res.Status)
-			assert.Equal(t, big, res.Body)
-			assert.Equal(t, "yes", res.Header.Get("X-Kept"))
-			assert.ErrorIs(t, overflowed, uow.ErrDone)
-			assert.Equal(t, tc.rows, e.Rows(t))
-		})
-	}
-}
-
 func TestBufferedModeLetsRollbacksThrough(t *testing.T) {
 	t.Parallel()
 	e := webtest.NewEnv(t, "nethttp")
@@ -629,33 +397,17 @@ func TestBufferedModeLetsRollbacksThrough(t *testing.T) {
 
 func TestMisconfigurationPanicsAtConstruction(t *testing.T) {
 	t.Parallel()
-	m := uow.New(nil)
-	for _, tc := range []struct {
-		m    *uow.Manager
-		opts nethttp.Options
-		want string
-	}{
-		{nil, nethttp.Options{}, "nethttp: nil *uow.Manager"},
-		{m, nethttp.Options{Buffer: -1}, "nethttp: negative Options.Buffer"},
-		{m, nethttp.Options{Timeout: -1}, "nethttp: negative Options.Timeout"},
-		{m, nethttp.Options{RetryAfter: -1}, "nethttp: negative Options.RetryAfter"},
-		{m, nethttp.Options{HookTimeout: -1}, "nethttp: negative Options.HookTimeout"},
-	} {
-		assert.PanicsWithValue(t, tc.want, func() { nethttp.TransactionWithOptions(tc.m, tc.opts) })
-	}
+	webtest.Misconfiguration(t, "nethttp", stack)
 	assert.PanicsWithValue(t, "nethttp: nil *uow.Manager", func() { nethttp.Transaction(nil) })
-	assert.NotPanics(t, func() {
-		nethttp.TransactionWithOptions(m, nethttp.Options{Buffer: 1, UnitOptions: webtest.RetryWith(retry.Policy{})})
-	})
 }
 
 func TestGoexitInHandlerRollsBack(t *testing.T) {
 	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range webtest.Modes() {
+		t.Run(mode.Name, func(t *testing.T) {
 			t.Parallel()
 			e := webtest.NewEnv(t, "nethttp")
-			h := nethttp.TransactionWithOptions(e.M, mode.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := nethttp.TransactionWithOptions(e.M, mode.Options)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if err := e.Insert(r.Context(), "x"); err != nil {
 					panic(err)
 				}

@@ -2,12 +2,12 @@ package uowecho_test
 
 import (
 	"database/sql"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/internal/webtest"
 	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/middleware/uowecho"
 	"github.com/uowkit/uowkit/uow"
@@ -41,19 +41,9 @@ func BenchmarkNoDBRequest(b *testing.B) {
 		{"uowkit-buffered", []echo.MiddlewareFunc{uowecho.TransactionWithOptions(uow.New(db), nethttp.Options{Buffer: 1 << 10})}},
 		{"eager-begin-commit", []echo.MiddlewareFunc{eager}},
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			e := echo.New()
-			e.Use(c.mw...)
-			e.GET("/healthz", func(c echo.Context) error { return c.String(200, "ok") })
-			req := httptest.NewRequest("GET", "/healthz", nil)
-			b.ReportAllocs()
-			for b.Loop() {
-				rec := httptest.NewRecorder()
-				e.ServeHTTP(rec, req)
-				if rec.Code != 200 {
-					b.Fatal(rec.Code)
-				}
-			}
-		})
+		e := echo.New()
+		e.Use(c.mw...)
+		e.GET("/healthz", func(c echo.Context) error { return c.String(200, "ok") })
+		webtest.BenchmarkHealthz(b, c.name, e)
 	}
 }

@@ -1,7 +1,6 @@
 package uowecho_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -28,16 +27,6 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-// modes are the two ways the middleware can hold a response: every
-// behaviour must be decided the same in both.
-var modes = []struct {
-	name string
-	opts nethttp.Options
-}{
-	{"streaming", nethttp.Options{}},
-	{"buffered", nethttp.Options{Buffer: 1 << 16}},
-}
 
 // newEcho returns an Echo with middleware.Recover outside the unit
 // middleware, as applications set it up.
@@ -85,7 +74,9 @@ func TestScenarios(t *testing.T) {
 
 // TestDecisionTable runs every handler behaviour of the decision table in
 // both modes, on a real server, and checks what the client saw and what the
-// database kept. Each handler first inserts one row through its unit.
+// database kept. Each handler first inserts one row through its unit. The
+// rows that do not depend on how the handler writes (SetRollbackOnly, a
+// swallowed statement error) are the shared scenario SuccessNotCommitted.
 func TestDecisionTable(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -162,24 +153,13 @@ func TestDecisionTable(t *testing.T) {
 			c.Response().Before(func() { c.Response().Status = 200 })
 			return c.NoContent(500)
 		}, 200, "", 1},
-		{"SetRollbackOnly with 200", func(_ *webtest.Env, c echo.Context) error {
-			if err := uow.SetRollbackOnly(c.Request().Context()); err != nil {
-				return err
-			}
-			return c.String(200, "dry run")
-		}, 200, "dry run", 0},
-		{"swallowed statement error, then 201", func(e *webtest.Env, c echo.Context) error {
-			ctx := c.Request().Context()
-			_, _ = repo.From(ctx, e.DB).ExecContext(ctx, `SELECT 1/0`)
-			return c.String(201, "success")
-		}, 500, "Internal Server Error\n", 0},
 	}
-	for _, mode := range modes {
+	for _, mode := range webtest.Modes() {
 		for _, tc := range cases {
-			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				env := webtest.NewEnv(t, "echo")
-				e := newEcho(uowecho.TransactionWithOptions(env.M, mode.opts))
+				e := newEcho(uowecho.TransactionWithOptions(env.M, mode.Options))
 				e.POST("/", func(c echo.Context) error {
 					if err := env.Insert(c.Request().Context(), "x"); err != nil {
 						panic(err)
@@ -195,46 +175,6 @@ func TestDecisionTable(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-// TestPanicAfterWriting shows the one place the modes differ: a streamed
-// response was committed when it went out, a buffered one never went out,
-// unless a flush sent it.
-func TestPanicAfterWriting(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		opts   nethttp.Options
-		flush  bool
-		status int
-		body   string
-		rows   int
-	}{
-		{"streaming", nethttp.Options{}, false, 200, "ok", 1},
-		{"buffered", nethttp.Options{Buffer: 1 << 10}, false, 500, "{\"message\":\"Internal Server Error\"}\n", 0},
-		// The recoverer's error response is not glued after the 200.
-		{"buffered, flushed", nethttp.Options{Buffer: 1 << 10}, true, 200, "ok", 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			env := webtest.NewEnv(t, "echo")
-			e := newEcho(uowecho.TransactionWithOptions(env.M, tc.opts))
-			e.POST("/", func(c echo.Context) error {
-				if err := env.Insert(c.Request().Context(), "x"); err != nil {
-					return err
-				}
-				_ = c.String(200, "ok")
-				if tc.flush {
-					c.Response().Flush()
-				}
-				panic("after writing")
-			})
-			res := webtest.Serve(t, e, "POST", "/", "")
-			assert.Equal(t, tc.status, res.Status)
-			assert.Equal(t, tc.body, res.Body)
-			assert.Equal(t, tc.rows, env.Rows(t))
-		})
 	}
 }
 
@@ -303,8 +243,8 @@ func TestOuterMiddlewareSeesWhatTheClientSaw(t *testing.T) {
 			return boom
 		}, 200, "hijacked", boom, 101},
 	} {
-		for _, mode := range modes {
-			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+		for _, mode := range webtest.Modes() {
+			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				env := webtest.NewEnv(t, "echo")
 				table := env.Table
@@ -320,7 +260,7 @@ func TestOuterMiddlewareSeesWhatTheClientSaw(t *testing.T) {
 						seenStatus, seenErr = c.Response().Status, err
 						return err
 					}
-				}, uowecho.TransactionWithOptions(env.M, mode.opts))
+				}, uowecho.TransactionWithOptions(env.M, mode.Options))
 				e.HTTPErrorHandler = func(err error, c echo.Context) {
 					handled.Add(1)
 					e.DefaultHTTPErrorHandler(err, c)
@@ -332,14 +272,9 @@ func TestOuterMiddlewareSeesWhatTheClientSaw(t *testing.T) {
 					}
 					return tc.do(c)
 				})
-				served := make(chan struct{})
-				res := webtest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					defer close(served)
-					e.ServeHTTP(w, r)
-				}), "POST", "/", "")
+				res := webtest.Serve(t, e, "POST", "/", "")
 				assert.Equal(t, tc.status, res.Status)
 				assert.Equal(t, tc.body, res.Body, "one response, nothing glued after it")
-				<-served // a hijacked request may still be served
 				want := tc.status
 				if tc.seen != 0 {
 					want = tc.seen
@@ -448,239 +383,58 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 	}
 }
 
-func TestSerializationFailureAtCommit(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name      string
-		conflicts int
-		opts      nethttp.Options
-		status    int
-		body      string
-		retryHdr  string
-		attempts  int
-		rows      int
-	}{
-		{"streaming: 503 with Retry-After", 1, nethttp.Options{RetryAfter: 3 * time.Second},
-			503, "Service Unavailable\n", "3", 1, 0},
-		{"buffered without Retry: 503", 1, nethttp.Options{Buffer: 1 << 10},
-			503, "Service Unavailable\n", "1", 1, 0},
-		{"buffered with Retry: re-run, one clean 201", 2, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond})},
-			201, "{\"attempt\":3,\"name\":\"payload\"}\n", "", 3, 1},
-		{"buffered, attempts exhausted: 503", 5, nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 2, BaseDelay: time.Millisecond})},
-			503, "Service Unavailable\n", "1", 2, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			env := webtest.NewEnv(t, "echo")
-			webtest.CommitConflicts(t, env.DB, env.Table, tc.conflicts)
-			var reported webtest.Errors
-			tc.opts.ErrorHandler = reported.Handle
-			var attempts atomic.Int64
-			e := newEcho(uowecho.TransactionWithOptions(env.M, tc.opts))
-			e.POST("/", func(c echo.Context) error {
-				n := attempts.Add(1)
-				var in struct {
-					Name string `json:"name"`
-				}
-				if err := c.Bind(&in); err != nil { // the body is replayed on every attempt
-					return err
-				}
-				if err := env.Insert(c.Request().Context(), in.Name); err != nil {
-					return err
-				}
-				c.Response().Header().Set("X-Attempt", fmt.Sprint(n))
-				// Registered on every attempt: each attempt's Response
-				// starts afresh, but Echo keeps Before hooks, so the
-				// hook counts attempts rather than set a value.
-				c.Response().Before(func() { c.Response().Header().Add("X-Before", "x") })
-				return c.JSON(201, map[string]any{"attempt": n, "name": in.Name})
-			})
-			req := httptest.NewRequest("POST", "/", strings.NewReader(`{"name":"payload"}`))
-			req.Header.Set("Content-Type", "application/json")
-			rec := httptest.NewRecorder()
-			e.ServeHTTP(rec, req)
-			assert.Equal(t, tc.status, rec.Code)
-			assert.Equal(t, tc.body, rec.Body.String())
-			assert.Equal(t, tc.retryHdr, rec.Header().Get("Retry-After"))
-			assert.EqualValues(t, tc.attempts, attempts.Load(), "handler runs")
-			assert.Equal(t, tc.rows, env.Rows(t))
-			if tc.status == 503 {
-				assert.Empty(t, rec.Header().Get("X-Attempt"), "no header of a failed attempt")
-				code, _ := retry.SQLState(reported.One(t))
-				assert.Equal(t, "40001", code)
-				return
-			}
-			assert.Equal(t, fmt.Sprint(tc.attempts), rec.Header().Get("X-Attempt"))
-			assert.Len(t, rec.Header().Values("X-Before"), tc.attempts, "Before hooks of earlier attempts run too")
-			assert.Empty(t, reported.List())
-		})
-	}
-}
-
-func TestBufferedRetryOnARealSerializationFailure(t *testing.T) {
-	t.Parallel()
-	ws := webtest.NewWriteSkew(t, "echo")
-	e := newEcho(uowecho.TransactionWithOptions(ws.M, nethttp.Options{
-		Buffer:      1 << 16,
-		UnitOptions: func(*http.Request) []uow.Option { return ws.UnitOptions() },
-	}))
-	e.POST("/", func(c echo.Context) error {
-		body, err := io.ReadAll(c.Request().Body) // replayed on every attempt
-		if err != nil {
-			return err
-		}
-		text, err := ws.Attempt(c.Request().Context(), string(body))
-		if err != nil {
-			return err // a plain error: 500, unless retried
-		}
-		return c.String(201, text)
-	})
-	ws.Check(t, e)
-}
-
-func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
-	t.Parallel()
-	big := strings.Repeat("0123456789", 100)
-	for _, tc := range []struct {
-		name   string
-		status int
-		copy   bool // io.Copy into Response().Writer (ReadFrom) rather than Writes of 10 bytes
-		rows   int
-	}{
-		{"201 commits before the first byte", 201, false, 1},
-		{"409 rolls back, body goes through", 409, false, 0},
-		{"io.Copy: 201 commits before the first byte", 201, true, 1},
-		{"io.Copy: 409 rolls back, body goes through", 409, true, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			env := webtest.NewEnv(t, "echo")
-			var overflowed error
-			e := newEcho(uowecho.TransactionWithOptions(env.M, nethttp.Options{Buffer: 64}))
-			e.POST("/", func(c echo.Context) error {
-				if err := env.Insert(c.Request().Context(), "x"); err != nil {
-					return err
-				}
-				c.Response().Header().Set("X-Kept", "yes")
-				c.Response().WriteHeader(tc.status)
-				if tc.copy {
-					if _, err := io.Copy(c.Response().Writer, webtest.RawReader{Reader: strings.NewReader(big)}); err != nil {
-						return err
-					}
-				}
-				for i := 0; i < len(big) && !tc.copy; i += 10 {
-					if _, err := c.Response().Write([]byte(big[i : i+10])); err != nil {
-						return err
-					}
-				}
-				// Streaming began at the overflow: the unit is decided.
-				overflowed = env.Insert(c.Request().Context(), "late")
-				return nil
-			})
-			res := webtest.Serve(t, e, "POST", "/", "")
-			assert.Equal(t, tc.status, res.Status)
-			assert.Equal(t, big, res.Body)
-			assert.Equal(t, "yes", res.Header.Get("X-Kept"))
-			assert.ErrorIs(t, overflowed, uow.ErrDone)
-			assert.Equal(t, tc.rows, env.Rows(t))
-		})
-	}
-}
-
-func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		opts nethttp.Options
-	}{
-		{"default", nethttp.Options{}},
-		{"read-only safe methods, timeout, error handler", nethttp.Options{
-			UnitOptions: nethttp.ReadOnlySafeMethods, Timeout: time.Minute, ErrorHandler: func(*http.Request, error) {}}},
-		{"buffered with retry", nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{})}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			webtest.NoRoundTrip(t, "echo", func(m *uow.Manager) http.Handler {
-				e := newEcho(uowecho.TransactionWithOptions(m, tc.opts))
-				e.GET("/healthz", func(c echo.Context) error { return c.String(200, "healthy") })
-				return e
-			})
-		})
-	}
-}
-
-func TestClientDisconnectRollsBack(t *testing.T) {
-	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			env := webtest.NewEnv(t, "echo")
-			inserted, finished := make(chan struct{}), make(chan struct{})
-			var late error
-			e := newEcho(uowecho.TransactionWithOptions(env.M, mode.opts))
-			e.POST("/", func(c echo.Context) error {
-				defer close(finished)
-				ctx := c.Request().Context()
-				if err := env.Insert(ctx, "x"); err != nil {
-					return err
-				}
-				close(inserted)
-				<-ctx.Done()
-				late = env.Insert(ctx, "late")
-				return c.String(200, "too late")
-			})
-			srv := httptest.NewServer(e)
-			defer srv.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			req, err := http.NewRequestWithContext(ctx, "POST", srv.URL, nil)
-			require.NoError(t, err)
-			go func() { <-inserted; cancel() }()
-			_, err = http.DefaultClient.Do(req)
-			require.ErrorIs(t, err, context.Canceled)
-			<-finished
-			assert.Error(t, late, "statements after the client left")
-			assert.Zero(t, env.Rows(t))
-		})
-	}
-}
-
-func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
+// TestBeforeHooksOfEveryAttempt: in buffered mode with retry, a
+// serialization failure at COMMIT re-runs the handler, and c.Bind reads the
+// body replayed to each attempt. Each attempt's Response starts afresh, but
+// Echo keeps the Before hooks that earlier attempts registered: they run
+// too when the final response goes out. (What the client gets otherwise is
+// the shared scenario SerializationFailureAtCommit.)
+func TestBeforeHooksOfEveryAttempt(t *testing.T) {
 	t.Parallel()
 	env := webtest.NewEnv(t, "echo")
-	var got error
-	e := newEcho(uowecho.TransactionWithOptions(env.M, nethttp.Options{
-		UnitOptions: nethttp.ReadOnlySafeMethods,
-		Skipper:     func(r *http.Request) bool { return r.URL.Path == "/skip" },
-	}))
-	h := func(c echo.Context) error {
-		got = env.Insert(c.Request().Context(), "x")
-		return c.NoContent(204)
-	}
-	e.GET("/", h)
-	e.HEAD("/", h)
-	e.OPTIONS("/", h)
-	e.POST("/", h)
-	e.GET("/skip", h)
-	for _, method := range []string{"GET", "HEAD", "OPTIONS"} {
-		webtest.Serve(t, e, method, "/", "")
-		code, _ := retry.SQLState(got)
-		assert.Equal(t, "25006", code, method+": read-only transaction")
-	}
-	webtest.Serve(t, e, "POST", "/", "")
-	require.NoError(t, got)
-	webtest.Serve(t, e, "GET", "/skip", "")
-	require.NoError(t, got, "skipped: no unit, the statement autocommits")
-	assert.Equal(t, 2, env.Rows(t))
+	webtest.CommitConflicts(t, env.DB, env.Table, 2)
+	var reported webtest.Errors
+	var attempts atomic.Int64
+	e := newEcho(uowecho.TransactionWithOptions(env.M, nethttp.Options{Buffer: 1 << 10, ErrorHandler: reported.Handle,
+		UnitOptions: webtest.RetryWith(retry.Policy{MaxAttempts: 5, BaseDelay: time.Millisecond})}))
+	e.POST("/", func(c echo.Context) error {
+		n := attempts.Add(1)
+		var in struct {
+			Name string `json:"name"`
+		}
+		if err := c.Bind(&in); err != nil { // the body is replayed on every attempt
+			return err
+		}
+		if err := env.Insert(c.Request().Context(), in.Name); err != nil {
+			return err
+		}
+		c.Response().Header().Set("X-Attempt", fmt.Sprint(n))
+		// Registered on every attempt, so the hook counts attempts rather
+		// than set a value.
+		c.Response().Before(func() { c.Response().Header().Add("X-Before", "x") })
+		return c.JSON(201, map[string]any{"attempt": n, "name": in.Name})
+	})
+	req := httptest.NewRequest("POST", "/", strings.NewReader(`{"name":"payload"}`))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	assert.Equal(t, 201, rec.Code)
+	assert.Equal(t, "{\"attempt\":3,\"name\":\"payload\"}\n", rec.Body.String())
+	assert.EqualValues(t, 3, attempts.Load(), "handler runs")
+	assert.Equal(t, "3", rec.Header().Get("X-Attempt"))
+	assert.Len(t, rec.Header().Values("X-Before"), 3, "Before hooks of earlier attempts run too")
+	assert.Equal(t, 1, env.Rows(t))
+	assert.Empty(t, reported.List())
 }
 
 func TestWriterKeepsItsInterfaces(t *testing.T) {
 	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range webtest.Modes() {
+		t.Run(mode.Name, func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "echo")
 			var got []string
-			e := newEcho(uowecho.TransactionWithOptions(env.M, mode.opts))
+			e := newEcho(uowecho.TransactionWithOptions(env.M, mode.Options))
 			e.GET("/", func(c echo.Context) error {
 				w := c.Response().Writer
 				_, flusher := w.(http.Flusher)
@@ -701,22 +455,6 @@ func TestWriterKeepsItsInterfaces(t *testing.T) {
 
 func TestMisconfigurationPanicsAtConstruction(t *testing.T) {
 	t.Parallel()
-	m := uow.New(nil)
-	for _, tc := range []struct {
-		m    *uow.Manager
-		opts nethttp.Options
-		want string
-	}{
-		{nil, nethttp.Options{}, "uowecho: nil *uow.Manager"},
-		{m, nethttp.Options{Buffer: -1}, "uowecho: negative Options.Buffer"},
-		{m, nethttp.Options{Timeout: -1}, "uowecho: negative Options.Timeout"},
-		{m, nethttp.Options{RetryAfter: -1}, "uowecho: negative Options.RetryAfter"},
-		{m, nethttp.Options{HookTimeout: -1}, "uowecho: negative Options.HookTimeout"},
-	} {
-		assert.PanicsWithValue(t, tc.want, func() { uowecho.TransactionWithOptions(tc.m, tc.opts) })
-	}
+	webtest.Misconfiguration(t, "uowecho", stack)
 	assert.PanicsWithValue(t, "uowecho: nil *uow.Manager", func() { uowecho.Transaction(nil) })
-	assert.NotPanics(t, func() {
-		uowecho.TransactionWithOptions(m, nethttp.Options{Buffer: 1, UnitOptions: webtest.RetryWith(retry.Policy{})})
-	})
 }

@@ -2,12 +2,12 @@ package uowgin_test
 
 import (
 	"database/sql"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/uowkit/uowkit/internal/pgtest"
+	"github.com/uowkit/uowkit/internal/webtest"
 	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/middleware/uowgin"
 	"github.com/uowkit/uowkit/uow"
@@ -39,19 +39,9 @@ func BenchmarkNoDBRequest(b *testing.B) {
 		{"uowgin-buffered", []gin.HandlerFunc{uowgin.TransactionWithOptions(uow.New(db), nethttp.Options{Buffer: 1 << 10})}},
 		{"eager-begin-commit", []gin.HandlerFunc{eager}},
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			r := gin.New()
-			r.Use(c.mw...)
-			r.GET("/healthz", func(c *gin.Context) { c.String(200, "ok") })
-			req := httptest.NewRequest("GET", "/healthz", nil)
-			b.ReportAllocs()
-			for b.Loop() {
-				rec := httptest.NewRecorder()
-				r.ServeHTTP(rec, req)
-				if rec.Code != 200 {
-					b.Fatal(rec.Code)
-				}
-			}
-		})
+		r := gin.New()
+		r.Use(c.mw...)
+		r.GET("/healthz", func(c *gin.Context) { c.String(200, "ok") })
+		webtest.BenchmarkHealthz(b, c.name, r)
 	}
 }

@@ -95,7 +95,7 @@ func run(t *testing.T, d design, deferred bool, do func(c *gin.Context)) seen {
 		}
 		do(c)
 	})
-	res := serve(t, h, "POST", "/", "")
+	res := webtest.Serve(t, h, "POST", "/", "")
 	logged, err := strconv.Atoi(strings.Fields(log.String() + " 0")[0])
 	require.NoError(t, err)
 	return seen{Status: res.Status, Body: res.Body, Rows: webtest.Count(t, env.DB, table), Logged: logged}

@@ -2,7 +2,6 @@ package uowgin_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,16 +34,6 @@ func TestMain(m *testing.M) {
 	os.Exit(pgtest.Main(m))
 }
 
-// modes are the two ways the middleware can hold a response: every
-// behaviour must be decided the same in both.
-var modes = []struct {
-	name string
-	opts nethttp.Options
-}{
-	{"streaming", nethttp.Options{}},
-	{"buffered", nethttp.Options{Buffer: 1 << 16}},
-}
-
 // newEngine returns a Gin engine with gin.Recovery outside the given
 // middleware, as applications set it up.
 func newEngine(mw ...gin.HandlerFunc) *gin.Engine {
@@ -65,20 +54,6 @@ func newLoggedEngine(log *bytes.Buffer, mw ...gin.HandlerFunc) *gin.Engine {
 	r.Use(gin.RecoveryWithWriter(io.Discard))
 	r.Use(mw...)
 	return r
-}
-
-// serve sends one request to h on a real server and returns what the
-// client saw once h has returned: a hijacked request may still be served
-// after the client has its answer, and gin.Logger writes last.
-func serve(t *testing.T, h http.Handler, method, path, body string) webtest.Response {
-	t.Helper()
-	done := make(chan struct{})
-	res := webtest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer close(done)
-		h.ServeHTTP(w, r)
-	}), method, path, body)
-	<-done
-	return res
 }
 
 // hijack answers on the hijacked connection with a raw 200 carrying body.
@@ -227,20 +202,20 @@ func TestWritePaths(t *testing.T) {
 			c.String(201, "success")
 		}, 500, "Internal Server Error\n", 0},
 	}
-	for _, mode := range modes {
+	for _, mode := range webtest.Modes() {
 		for _, tc := range cases {
-			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				env := webtest.NewEnv(t, "gin")
 				var log bytes.Buffer
-				r := newLoggedEngine(&log, uowgin.TransactionWithOptions(env.M, mode.opts))
+				r := newLoggedEngine(&log, uowgin.TransactionWithOptions(env.M, mode.Options))
 				r.POST("/", func(c *gin.Context) {
 					if err := env.Insert(c.Request.Context(), "x"); err != nil {
 						panic(err)
 					}
 					tc.do(env, c)
 				})
-				res := serve(t, r, "POST", "/", "")
+				res := webtest.Serve(t, r, "POST", "/", "")
 				assert.Equal(t, tc.status, res.Status, "status the client saw")
 				assert.Equal(t, tc.body, res.Body, "body the client saw")
 				assert.Equal(t, tc.rows, env.Rows(t), "rows the database kept")
@@ -284,17 +259,14 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 			}
 		}},
 	}
-	for _, mode := range append(modes, struct {
-		name string
-		opts nethttp.Options
-	}{"buffer overflow", nethttp.Options{Buffer: 4}}) {
+	for _, mode := range append(webtest.Modes(), webtest.Mode{Name: "buffer overflow", Options: nethttp.Options{Buffer: 4}}) {
 		for _, tc := range paths {
-			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				env := webtest.NewEnv(t, "gin")
 				child := pgtest.DeferredFK(t, env.DB)
 				var reported webtest.Errors
-				opts := mode.opts
+				opts := mode.Options
 				opts.ErrorHandler = reported.Handle
 				var log bytes.Buffer
 				var inside int // c.Writer.Status() in a middleware inside the unit's
@@ -309,7 +281,7 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 					}
 					tc.do(c)
 				})
-				res := serve(t, r, "POST", "/", "")
+				res := webtest.Serve(t, r, "POST", "/", "")
 				assert.Equal(t, 500, res.Status)
 				assert.Equal(t, "Internal Server Error\n", res.Body)
 				assert.Equal(t, "text/plain; charset=utf-8", res.Header.Get("Content-Type"))
@@ -318,7 +290,7 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 				case tc.name == "writes nothing", tc.name == "Status 204, no body":
 					// Decided after the handlers returned, as gin sends
 					// the status then.
-				case mode.opts.Buffer == 0 || tc.name == "Flush first" || tc.name == "Hijack":
+				case mode.Options.Buffer == 0 || tc.name == "Flush first" || tc.name == "Hijack":
 					// Decided while the handler ran. In buffered mode the
 					// decision comes after the middlewares inside return.
 					assert.Equal(t, 500, inside, "c.Writer.Status() inside, once the status has gone")
@@ -331,22 +303,21 @@ func TestCommitFailureNeverLooksLikeSuccess(t *testing.T) {
 	}
 }
 
-// TestPanicAfterWriting shows the one place the modes differ: a streamed
-// response was committed when it went out, a buffered one never went out,
-// unless a flush sent it.
-func TestPanicAfterWriting(t *testing.T) {
+// TestLoggerAfterAPanicAfterWriting: when a handler panics after writing
+// (the shared scenario PanicAfterWriting), gin.Logger prints the status the
+// client got: the 200 that went out, streamed or flushed, or gin.Recovery's
+// 500 for a buffered response that was dropped.
+func TestLoggerAfterAPanicAfterWriting(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		opts   nethttp.Options
 		flush  bool
 		status int
-		body   string
-		rows   int
 	}{
-		{"streaming", nethttp.Options{}, false, 200, "ok", 1},
-		{"buffered", nethttp.Options{Buffer: 1 << 10}, false, 500, "", 0},
-		{"buffered, flushed", nethttp.Options{Buffer: 1 << 10}, true, 200, "ok", 1},
+		{"streaming", nethttp.Options{}, false, 200},
+		{"buffered", nethttp.Options{Buffer: 1 << 10}, false, 500},
+		{"buffered, flushed", nethttp.Options{Buffer: 1 << 10}, true, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -363,11 +334,8 @@ func TestPanicAfterWriting(t *testing.T) {
 				}
 				panic("after writing")
 			})
-			res := serve(t, r, "POST", "/", "")
-			assert.Equal(t, tc.status, res.Status)
-			assert.Equal(t, tc.body, res.Body)
-			assert.Equal(t, tc.rows, env.Rows(t))
-			assert.Equal(t, fmt.Sprint(tc.status), strings.Fields(log.String())[0], "gin.Logger")
+			assert.Equal(t, tc.status, webtest.Serve(t, r, "POST", "/", "").Status)
+			assert.Equal(t, fmt.Sprint(tc.status), strings.Fields(log.String())[0], "status gin.Logger printed")
 		})
 	}
 }
@@ -376,19 +344,19 @@ func TestPanicAfterWriting(t *testing.T) {
 // unit's middleware answers 500 through it, which rolls back.
 func TestRecoveryInsideTheMiddleware(t *testing.T) {
 	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range webtest.Modes() {
+		t.Run(mode.Name, func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "gin")
 			r := gin.New()
-			r.Use(uowgin.TransactionWithOptions(env.M, mode.opts), gin.RecoveryWithWriter(io.Discard))
+			r.Use(uowgin.TransactionWithOptions(env.M, mode.Options), gin.RecoveryWithWriter(io.Discard))
 			r.POST("/", func(c *gin.Context) {
 				if err := env.Insert(c.Request.Context(), "x"); err != nil {
 					panic(err)
 				}
 				panic("handler panic")
 			})
-			assert.Equal(t, 500, serve(t, r, "POST", "/", "").Status)
+			assert.Equal(t, 500, webtest.Serve(t, r, "POST", "/", "").Status)
 			assert.Zero(t, env.Rows(t))
 		})
 	}
@@ -400,8 +368,8 @@ func TestRecoveryInsideTheMiddleware(t *testing.T) {
 // out that turns c.Errors into the application's JSON.
 func TestGinAnswersAfterARollback(t *testing.T) {
 	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name+"/404 and 405 pages, as without the middleware", func(t *testing.T) {
+	for _, mode := range webtest.Modes() {
+		t.Run(mode.Name+"/404 and 405 pages, as without the middleware", func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "gin")
 			run := func(mw ...gin.HandlerFunc) (res []webtest.Response, log string) {
@@ -409,10 +377,10 @@ func TestGinAnswersAfterARollback(t *testing.T) {
 				r := newLoggedEngine(&buf, mw...)
 				r.HandleMethodNotAllowed = true
 				r.GET("/teams", func(c *gin.Context) { c.String(200, "teams") })
-				res = append(res, serve(t, r, "GET", "/nowhere", ""), serve(t, r, "POST", "/teams", ""))
+				res = append(res, webtest.Serve(t, r, "GET", "/nowhere", ""), webtest.Serve(t, r, "POST", "/teams", ""))
 				return res, buf.String()
 			}
-			res, log := run(uowgin.TransactionWithOptions(env.M, mode.opts))
+			res, log := run(uowgin.TransactionWithOptions(env.M, mode.Options))
 			assert.Equal(t, 404, res[0].Status)
 			assert.Equal(t, "404 page not found", res[0].Body)
 			assert.Equal(t, 405, res[1].Status)
@@ -426,7 +394,7 @@ func TestGinAnswersAfterARollback(t *testing.T) {
 			assert.Equal(t, bare, res, "what the client saw, against bare Gin")
 			assert.Equal(t, bareLog, log, "what gin.Logger printed, against bare Gin")
 		})
-		t.Run(mode.name+"/errors rendered further out", func(t *testing.T) {
+		t.Run(mode.Name+"/errors rendered further out", func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "gin")
 			var log bytes.Buffer
@@ -436,14 +404,14 @@ func TestGinAnswersAfterARollback(t *testing.T) {
 					c.JSON(400, gin.H{"error": c.Errors.Last().Error()})
 				}
 			}
-			r := newLoggedEngine(&log, render, uowgin.TransactionWithOptions(env.M, mode.opts))
+			r := newLoggedEngine(&log, render, uowgin.TransactionWithOptions(env.M, mode.Options))
 			r.POST("/", func(c *gin.Context) {
 				if err := env.Insert(c.Request.Context(), "x"); err != nil {
 					panic(err)
 				}
 				_ = c.Error(errors.New("name taken"))
 			})
-			res := serve(t, r, "POST", "/", "")
+			res := webtest.Serve(t, r, "POST", "/", "")
 			assert.Equal(t, 400, res.Status)
 			assert.Equal(t, `{"error":"name taken"}`, res.Body)
 			assert.Equal(t, "application/json; charset=utf-8", res.Header.Get("Content-Type"))
@@ -459,11 +427,11 @@ func TestGinAnswersAfterARollback(t *testing.T) {
 // c.Request.Context()).
 func TestContextWithFallback(t *testing.T) {
 	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range webtest.Modes() {
+		t.Run(mode.Name, func(t *testing.T) {
 			t.Parallel()
 			env := webtest.NewEnv(t, "gin")
-			r := newEngine(uowgin.TransactionWithOptions(env.M, mode.opts))
+			r := newEngine(uowgin.TransactionWithOptions(env.M, mode.Options))
 			r.ContextWithFallback = true
 			r.POST("/", func(c *gin.Context) {
 				if uow.FromContext(c) != uow.FromContext(c.Request.Context()) {
@@ -478,9 +446,9 @@ func TestContextWithFallback(t *testing.T) {
 				}
 				c.Status(201)
 			})
-			assert.Equal(t, 409, serve(t, r, "POST", "/?conflict=1", "").Status)
+			assert.Equal(t, 409, webtest.Serve(t, r, "POST", "/?conflict=1", "").Status)
 			assert.Zero(t, env.Rows(t), "409 rolled back the statement made through c")
-			assert.Equal(t, 201, serve(t, r, "POST", "/", "").Status)
+			assert.Equal(t, 201, webtest.Serve(t, r, "POST", "/", "").Status)
 			assert.Equal(t, 1, env.Rows(t))
 		})
 	}
@@ -491,7 +459,7 @@ func TestContextWithFallback(t *testing.T) {
 		r.GET("/", func(c *gin.Context) {
 			inC, inRequest = uow.FromContext(c), uow.FromContext(c.Request.Context())
 		})
-		assert.Equal(t, 200, serve(t, r, "GET", "/", "").Status)
+		assert.Equal(t, 200, webtest.Serve(t, r, "GET", "/", "").Status)
 		assert.NotNil(t, inRequest)
 		assert.Nil(t, inC)
 	})
@@ -506,7 +474,7 @@ func TestAfterTheDecisionRepositoriesFail(t *testing.T) {
 		c.AbortWithStatus(204)
 		late = env.Insert(c.Request.Context(), "x")
 	})
-	assert.Equal(t, 204, serve(t, r, "POST", "/", "").Status)
+	assert.Equal(t, 204, webtest.Serve(t, r, "POST", "/", "").Status)
 	require.ErrorIs(t, late, uow.ErrDone)
 	assert.Zero(t, env.Rows(t))
 }
@@ -563,7 +531,7 @@ func TestBufferedRetryRewindsTheChain(t *testing.T) {
 				}
 				c.JSON(201, gin.H{"run": n, "name": in.Name})
 			})
-			res := serve(t, r, "POST", "/", `{"name":"payload"}`)
+			res := webtest.Serve(t, r, "POST", "/", `{"name":"payload"}`)
 			assert.Equal(t, tc.status, res.Status)
 			assert.Equal(t, tc.body, res.Body)
 			assert.EqualValues(t, tc.runs, runs.Load(), "handler runs")
@@ -577,155 +545,13 @@ func TestBufferedRetryRewindsTheChain(t *testing.T) {
 	}
 }
 
-func TestBufferedRetryOnARealSerializationFailure(t *testing.T) {
-	t.Parallel()
-	ws := webtest.NewWriteSkew(t, "gin")
-	r := newEngine(uowgin.TransactionWithOptions(ws.M, nethttp.Options{
-		Buffer:      1 << 16,
-		UnitOptions: func(*http.Request) []uow.Option { return ws.UnitOptions() },
-	}))
-	r.POST("/", func(c *gin.Context) {
-		body, err := io.ReadAll(c.Request.Body) // replayed on every run
-		if err != nil {
-			_ = c.Error(err)
-			return
-		}
-		text, err := ws.Attempt(c.Request.Context(), string(body))
-		if err != nil {
-			_ = c.Error(err) // 500, unless retried
-			return
-		}
-		c.String(201, text)
-	})
-	ws.Check(t, r)
-}
-
-func TestBufferOverflowFallsBackToStreaming(t *testing.T) {
-	t.Parallel()
-	big := strings.Repeat("0123456789", 100)
-	for _, tc := range []struct {
-		status int
-		rows   int
-	}{{201, 1}, {409, 0}} {
-		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
-			t.Parallel()
-			env := webtest.NewEnv(t, "gin")
-			var overflowed error
-			r := newEngine(uowgin.TransactionWithOptions(env.M, nethttp.Options{Buffer: 64}))
-			r.POST("/", func(c *gin.Context) {
-				if err := env.Insert(c.Request.Context(), "x"); err != nil {
-					panic(err)
-				}
-				c.Header("X-Kept", "yes")
-				c.Status(tc.status)
-				for i := 0; i < len(big); i += 10 {
-					_, _ = c.Writer.Write([]byte(big[i : i+10]))
-				}
-				// Streaming began at the overflow: the unit is decided.
-				overflowed = env.Insert(c.Request.Context(), "late")
-			})
-			res := serve(t, r, "POST", "/", "")
-			assert.Equal(t, tc.status, res.Status)
-			assert.Equal(t, big, res.Body)
-			assert.Equal(t, "yes", res.Header.Get("X-Kept"))
-			assert.ErrorIs(t, overflowed, uow.ErrDone)
-			assert.Equal(t, tc.rows, env.Rows(t))
-		})
-	}
-}
-
-func TestRequestWithoutDatabaseWorkMakesNoRoundTrip(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		opts nethttp.Options
-	}{
-		{"default", nethttp.Options{}},
-		{"read-only safe methods, timeout, error handler", nethttp.Options{
-			UnitOptions: nethttp.ReadOnlySafeMethods, Timeout: time.Minute, ErrorHandler: func(*http.Request, error) {}}},
-		{"buffered with retry", nethttp.Options{Buffer: 1 << 10, UnitOptions: webtest.RetryWith(retry.Policy{})}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			webtest.NoRoundTrip(t, "gin", func(m *uow.Manager) http.Handler {
-				r := newEngine(uowgin.TransactionWithOptions(m, tc.opts))
-				r.GET("/healthz", func(c *gin.Context) { c.String(200, "healthy") })
-				return r
-			})
-		})
-	}
-}
-
-func TestClientDisconnectRollsBack(t *testing.T) {
-	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			env := webtest.NewEnv(t, "gin")
-			inserted, finished := make(chan struct{}), make(chan struct{})
-			var late error
-			r := newEngine(uowgin.TransactionWithOptions(env.M, mode.opts))
-			r.POST("/", func(c *gin.Context) {
-				defer close(finished)
-				ctx := c.Request.Context()
-				if err := env.Insert(ctx, "x"); err != nil {
-					panic(err)
-				}
-				close(inserted)
-				<-ctx.Done()
-				late = env.Insert(ctx, "late")
-				c.String(200, "too late")
-			})
-			srv := httptest.NewServer(r)
-			defer srv.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			req, err := http.NewRequestWithContext(ctx, "POST", srv.URL, nil)
-			require.NoError(t, err)
-			go func() { <-inserted; cancel() }()
-			_, err = http.DefaultClient.Do(req)
-			require.ErrorIs(t, err, context.Canceled)
-			<-finished
-			assert.Error(t, late, "statements after the client left")
-			assert.Zero(t, env.Rows(t))
-		})
-	}
-}
-
-func TestSkipperAndReadOnlySafeMethods(t *testing.T) {
-	t.Parallel()
-	env := webtest.NewEnv(t, "gin")
-	var got error
-	r := newEngine(uowgin.TransactionWithOptions(env.M, nethttp.Options{
-		UnitOptions: nethttp.ReadOnlySafeMethods,
-		Skipper:     func(r *http.Request) bool { return r.URL.Path == "/skip" },
-	}))
-	h := func(c *gin.Context) {
-		got = env.Insert(c.Request.Context(), "x")
-		c.Status(204)
-	}
-	for _, method := range []string{"GET", "HEAD", "OPTIONS", "POST"} {
-		r.Handle(method, "/", h)
-	}
-	r.GET("/skip", h)
-	for _, method := range []string{"GET", "HEAD", "OPTIONS"} {
-		serve(t, r, method, "/", "")
-		code, _ := retry.SQLState(got)
-		assert.Equal(t, "25006", code, method+": read-only transaction")
-	}
-	serve(t, r, "POST", "/", "")
-	require.NoError(t, got)
-	serve(t, r, "GET", "/skip", "")
-	require.NoError(t, got, "skipped: no unit, the statement autocommits")
-	assert.Equal(t, 2, env.Rows(t))
-}
-
 func TestWriterKeepsItsInterfaces(t *testing.T) {
 	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range webtest.Modes() {
+		t.Run(mode.Name, func(t *testing.T) {
 			t.Parallel()
 			var got []string
-			r := newEngine(uowgin.TransactionWithOptions(uow.New(nil), mode.opts))
+			r := newEngine(uowgin.TransactionWithOptions(uow.New(nil), mode.Options))
 			r.GET("/", func(c *gin.Context) {
 				w := c.Writer
 				_, flusher := w.(http.Flusher)
@@ -737,7 +563,7 @@ func TestWriterKeepsItsInterfaces(t *testing.T) {
 				got = append(got, fmt.Sprint(deadline))
 				c.String(200, "ok")
 			})
-			assert.Equal(t, 200, serve(t, r, "GET", "/", "").Status)
+			assert.Equal(t, 200, webtest.Serve(t, r, "GET", "/", "").Status)
 			assert.Equal(t, []string{"true true true true true", "<nil>"}, got)
 		})
 	}
@@ -749,11 +575,11 @@ func TestWriterKeepsItsInterfaces(t *testing.T) {
 // would panic.
 func TestHijackWhereTheConnectionCannotBeHijacked(t *testing.T) {
 	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
+	for _, mode := range webtest.Modes() {
+		t.Run(mode.Name, func(t *testing.T) {
 			t.Parallel()
 			var asked []int // the statuses the commit policy decided on
-			opts := mode.opts
+			opts := mode.Options
 			opts.Commit = func(status int) bool { asked = append(asked, status); return status < 400 }
 			r := newEngine(uowgin.TransactionWithOptions(uow.New(nil), opts))
 			var err error
@@ -772,22 +598,6 @@ func TestHijackWhereTheConnectionCannotBeHijacked(t *testing.T) {
 
 func TestMisconfigurationPanicsAtConstruction(t *testing.T) {
 	t.Parallel()
-	m := uow.New(nil)
-	for _, tc := range []struct {
-		m    *uow.Manager
-		opts nethttp.Options
-		want string
-	}{
-		{nil, nethttp.Options{}, "uowgin: nil *uow.Manager"},
-		{m, nethttp.Options{Buffer: -1}, "uowgin: negative Options.Buffer"},
-		{m, nethttp.Options{Timeout: -1}, "uowgin: negative Options.Timeout"},
-		{m, nethttp.Options{RetryAfter: -1}, "uowgin: negative Options.RetryAfter"},
-		{m, nethttp.Options{HookTimeout: -1}, "uowgin: negative Options.HookTimeout"},
-	} {
-		assert.PanicsWithValue(t, tc.want, func() { uowgin.TransactionWithOptions(tc.m, tc.opts) })
-	}
+	webtest.Misconfiguration(t, "uowgin", stack)
 	assert.PanicsWithValue(t, "uowgin: nil *uow.Manager", func() { uowgin.Transaction(nil) })
-	assert.NotPanics(t, func() {
-		uowgin.TransactionWithOptions(m, nethttp.Options{Buffer: 1, UnitOptions: webtest.RetryWith(retry.Policy{})})
-	})
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/gin-gonic/gin"
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,6 +18,7 @@ import (
 	"github.com/uowkit/uowkit/internal/pgtest"
 	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/middleware/uowecho"
+	"github.com/uowkit/uowkit/middleware/uowgin"
 	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/uow"
 )
@@ -43,10 +45,17 @@ var adapters = map[string]adapter{
 		e.POST("/items", func(c echo.Context) error { return c.NoContent(w(c.Request().Context())) })
 		return e
 	},
+	"gin": func(m *uow.Manager, o nethttp.Options, w work) http.Handler {
+		gin.SetMode(gin.ReleaseMode)
+		g := gin.New()
+		g.Use(uowgin.TransactionWithOptions(m, o))
+		g.POST("/items", func(c *gin.Context) { c.Status(w(c.Request.Context())) })
+		return g
+	},
 }
 
 // A request's unit is a child of the HTTP server's span (otelhttp's here),
-// under both adapters, committed, rolled back, and retried whole in
+// under every adapter, committed, rolled back, and retried whole in
 // buffered mode.
 func TestHTTPRequests(t *testing.T) {
 	t.Parallel()

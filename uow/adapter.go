@@ -23,7 +23,7 @@ func init() {
 			m.addSource(&source{name: name, key: key, backend: b})
 		})
 	}
-	seam.Run = func(unit any, key any, ctx context.Context, f func(ctx context.Context, tx seam.Tx) (seam.Cursor, error)) error {
+	seam.Run = func(unit any, key any, ctx context.Context, cursor bool, f func(ctx context.Context, tx seam.Tx) (seam.Cursor, error)) error {
 		u, _ := unit.(*Unit)
 		if u == nil {
 			return ErrNoUnit
@@ -35,7 +35,7 @@ func init() {
 		if s == nil {
 			return fmt.Errorf("%w: a pool the manager was not given", ErrUnknownSource)
 		}
-		return u.run(ctx, s, nil, true, func(ctx context.Context, b *branch) error {
+		return u.run(ctx, s, nil, cursor, func(ctx context.Context, b *branch) error {
 			c, err := f(ctx, b.tx)
 			if c != nil && c.Open() {
 				b.cursors = append(b.cursors, c)

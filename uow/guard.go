@@ -14,7 +14,7 @@ import (
 // unit: the statement was sent on the pool (a *sql.DB, a *sqlx.DB, sqlc's
 // New(db)) instead of the unit's handle (repo.From, Unit.On), so it would
 // have committed at once, whatever became of the unit.
-var ErrAutocommit = errors.New("uow: statement sent on the pool in autocommit while a unit is active in its context; use repo.From or Unit.On")
+var ErrAutocommit = errors.New("uow: statement sent on the pool in autocommit while a unit is active in its context; use the unit's handle (repo.From, Unit.On, uowpgx.From)")
 
 // Guard wraps c so that its connections fail, with ErrAutocommit and without
 // sending anything, a statement (Exec, Query, Prepare) sent outside a

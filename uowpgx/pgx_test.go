@@ -143,6 +143,7 @@ func TestPgxConcurrencyAndOpenRows(t *testing.T) {
 	go func() { done <- u.Rollback() }()
 	require.NoError(t, <-done)
 	assert.False(t, rows.Next(), "the rows were closed by the rollback")
+	require.ErrorIs(t, rows.Err(), uow.ErrDone, "rows cut short say so")
 	assert.Zero(t, count(t, db, "t"))
 
 	// While another goroutine is still reading: the rollback waits for the
@@ -165,6 +166,7 @@ func TestPgxConcurrencyAndOpenRows(t *testing.T) {
 	require.NoError(t, u.Rollback())
 	n := <-read
 	assert.Less(t, n, 400, "the rollback cut the reading short")
+	require.ErrorIs(t, rows.Err(), uow.ErrDone, "and the reader is told")
 	require.NoError(t, m.Do(context.Background(), func(ctx context.Context) error {
 		_, err := uowpgx.From(ctx, pool).Exec(ctx, `SELECT 1`)
 		return err
@@ -274,6 +276,16 @@ func TestPgxTrapAndMisuse(t *testing.T) {
 	require.ErrorIs(t, err, uow.ErrUnknownSource)
 	_, err = uowpgx.From(ctx, nil).Exec(ctx, `SELECT 1`)
 	require.ErrorIs(t, err, uow.ErrUnknownSource)
+
+	// Repositories bound explicitly to a unit (uow.NewRunner) use On.
+	runner := uow.NewRunner(m, func(u *uow.Unit) uowpgx.Querier { return uowpgx.On(u, pool) })
+	require.NoError(t, runner.Do(ctx, func(ctx context.Context, q uowpgx.Querier) error {
+		_, err := q.Exec(ctx, `INSERT INTO t VALUES (10)`)
+		return err
+	}))
+	_, err = uowpgx.On(nil, pool).Exec(ctx, `SELECT 1`)
+	require.ErrorIs(t, err, uow.ErrNoUnit)
+	db.MustExec(`DELETE FROM t WHERE v = 10`)
 
 	// A finished unit never falls back to autocommit.
 	ctx2, u := m.Begin(ctx)

@@ -63,6 +63,16 @@ func TxFrom(ctx context.Context, pool *pgxpool.Pool) (Querier, error) {
 	return handle{u: u, pool: pool}, nil
 }
 
+// On returns unit u's transaction on pool, for repositories bound
+// explicitly to a unit (uow.NewRunner's constructor), as Unit.On does for
+// database/sql. A nil unit's statements fail with uow.ErrNoUnit.
+func On(u *uow.Unit, pool *pgxpool.Pool) Querier {
+	if u == nil {
+		return failing{uow.ErrNoUnit}
+	}
+	return handle{u: u, pool: pool}
+}
+
 // handle is a unit's lazy transaction on one pool.
 type handle struct {
 	u    *uow.Unit
@@ -70,11 +80,11 @@ type handle struct {
 }
 
 // run runs f on the unit's pgx transaction (see seam.Run).
-func (h handle) run(ctx context.Context, f func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error)) error {
+func (h handle) run(ctx context.Context, cursor bool, f func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error)) error {
 	if h.pool == nil {
 		return errNilPool
 	}
-	return seam.Run(h.u, h.pool, ctx, func(ctx context.Context, tx seam.Tx) (seam.Cursor, error) {
+	return seam.Run(h.u, h.pool, ctx, cursor, func(ctx context.Context, tx seam.Tx) (seam.Cursor, error) {
 		return f(ctx, tx.(*pgxTx).tx)
 	})
 }
@@ -87,7 +97,7 @@ func (h handle) fail(err error) {
 }
 
 func (h handle) Exec(ctx context.Context, sql string, args ...any) (tag pgconn.CommandTag, err error) {
-	err = h.run(ctx, func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error) {
+	err = h.run(ctx, false, func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error) {
 		var err error
 		tag, err = tx.Exec(ctx, sql, args...)
 		return nil, err
@@ -97,13 +107,13 @@ func (h handle) Exec(ctx context.Context, sql string, args ...any) (tag pgconn.C
 
 func (h handle) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	var r *rows
-	err := h.run(ctx, func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error) {
+	err := h.run(ctx, true, func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error) {
 		pr, err := tx.Query(ctx, sql, args...)
 		if err != nil {
 			return nil, err
 		}
 		r = &rows{Rows: pr, h: h}
-		return r, nil
+		return rowsCursor{r}, nil
 	})
 	if err != nil {
 		return failedRows{err}, err
@@ -117,7 +127,7 @@ func (h handle) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 }
 
 func (h handle) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (n int64, err error) {
-	err = h.run(ctx, func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error) {
+	err = h.run(ctx, false, func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error) {
 		var err error
 		n, err = tx.CopyFrom(ctx, table, columns, src)
 		return nil, err
@@ -127,7 +137,7 @@ func (h handle) CopyFrom(ctx context.Context, table pgx.Identifier, columns []st
 
 func (h handle) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	var br *batch
-	err := h.run(ctx, func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error) {
+	err := h.run(ctx, true, func(ctx context.Context, tx pgx.Tx) (seam.Cursor, error) {
 		br = &batch{br: tx.SendBatch(ctx, b), h: h}
 		return batchCursor{br}, nil
 	})
@@ -145,6 +155,25 @@ type rows struct {
 	h      handle
 	mu     sync.Mutex
 	closed bool
+	cut    bool // closed by the unit, which finished while they were read
+}
+
+// errCut is what rows and batches report when their unit finished while
+// they were still being read: the rest was never read.
+var errCut = fmt.Errorf("uowpgx: the unit finished while its rows were being read: %w", uow.ErrDone)
+
+// rowsCursor is rows as the unit tracks them: the unit's Close cuts them.
+type rowsCursor struct{ r *rows }
+
+func (c rowsCursor) Open() bool { return c.r.Open() }
+
+func (c rowsCursor) Close() {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	if !c.r.closed {
+		c.r.cut = true
+		c.r.closeLocked()
+	}
 }
 
 func (r *rows) Next() bool {
@@ -184,7 +213,10 @@ func (r *rows) Open() bool {
 func (r *rows) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.Rows.Err()
+	if err := r.Rows.Err(); err != nil || !r.cut {
+		return err
+	}
+	return errCut
 }
 
 func (r *rows) Scan(dest ...any) error {
@@ -237,11 +269,15 @@ type batch struct {
 	h      handle
 	mu     sync.Mutex
 	closed bool
+	cut    bool
 }
 
 func (b *batch) Exec() (pgconn.CommandTag, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.cut {
+		return pgconn.CommandTag{}, errCut
+	}
 	tag, err := b.br.Exec()
 	b.h.fail(err)
 	return tag, err
@@ -250,6 +286,9 @@ func (b *batch) Exec() (pgconn.CommandTag, error) {
 func (b *batch) Query() (pgx.Rows, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.cut {
+		return failedRows{errCut}, errCut
+	}
 	r, err := b.br.Query()
 	b.h.fail(err)
 	return r, err
@@ -258,6 +297,9 @@ func (b *batch) Query() (pgx.Rows, error) {
 func (b *batch) QueryRow() pgx.Row {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.cut {
+		return row{err: errCut}
+	}
 	return batchRow{b.br.QueryRow(), b.h}
 }
 
@@ -283,11 +325,18 @@ func (b *batch) Open() bool {
 	return !b.closed
 }
 
-// batchCursor is a batch as the unit tracks it.
+// batchCursor is a batch as the unit tracks it: the unit's Close cuts it,
+// and the batch's further results report errCut.
 type batchCursor struct{ b *batch }
 
 func (c batchCursor) Open() bool { return c.b.Open() }
-func (c batchCursor) Close()     { _ = c.b.Close() }
+
+func (c batchCursor) Close() {
+	c.b.mu.Lock()
+	c.b.cut = !c.b.closed
+	c.b.mu.Unlock()
+	_ = c.b.Close()
+}
 
 // batchRow reports a batched QueryRow's error to the unit.
 type batchRow struct {

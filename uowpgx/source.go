@@ -107,9 +107,13 @@ func (t *pgxTx) Exec(ctx context.Context, stmt string) error {
 // whose context carries an active unit: a statement sent on the pool itself
 // (pool.Exec, sqlc's New(pool)) instead of the unit's handle (From, TxFrom),
 // which would have committed at once whatever became of the unit. The
-// statement fails with uow.ErrAutocommit and nothing is sent. The unit's own
-// BEGIN, and anything outside a unit, is unaffected. An existing
-// PrepareConn runs first.
+// statement fails with uow.ErrAutocommit and nothing is sent. Everything
+// that takes a connection of the pool under an active unit's context is
+// refused the same way, pool.Begin, pool.Acquire and pool.Ping included:
+// work that must be independent of the unit runs in a unit of its own
+// (uow.Propagate(uow.RequiresNew)) or on a context without the unit. The
+// unit's own BEGIN, and anything outside a unit, is unaffected. An
+// existing PrepareConn runs first.
 //
 //	cfg, _ := pgxpool.ParseConfig(dsn)
 //	uowpgx.Guard(cfg)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/uowkit/uowkit/examples/webapp/app"
 	"github.com/uowkit/uowkit/examples/webapp/store"
+	"github.com/uowkit/uowkit/uow"
 )
 
 func main() {
@@ -40,6 +41,7 @@ type config struct {
 	SQLitePath  string        // SQLITE_PATH
 	Addr        string        // ADDR
 	Grace       time.Duration // SHUTDOWN_GRACE: how long in-flight requests may take to finish
+	OTLP        string        // OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty: no tracing
 }
 
 func configFrom(getenv func(string) string) (config, error) {
@@ -52,6 +54,7 @@ func configFrom(getenv func(string) string) (config, error) {
 		SQLitePath:  env(getenv, "SQLITE_PATH", filepath.Join(os.TempDir(), "uowkit-webapp.db")),
 		Addr:        env(getenv, "ADDR", ":8080"),
 		Grace:       grace,
+		OTLP:        getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
 	}, nil
 }
 
@@ -84,7 +87,22 @@ func run(cfg config, log *slog.Logger, ready func(net.Addr)) (err error) {
 	if err := store.Migrate(ctx, db); err != nil {
 		return err
 	}
-	a, err := app.New(db, log)
+	tr, err := setupTracing(ctx, cfg.OTLP, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Last: the spans of the last requests and of their hooks go out.
+		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = errors.Join(err, tr.shutdown(flush))
+	}()
+	var opts []uow.ManagerOption
+	if tr.observer != nil {
+		// The tracer first: the log lines then carry its span.
+		opts = append(opts, uow.WithObserver(uow.Observers(tr.observer, uow.NewSlogObserver(log))))
+	}
+	a, err := app.New(db, log, opts...)
 	if err != nil {
 		return err
 	}
@@ -96,7 +114,7 @@ func run(cfg config, log *slog.Logger, ready func(net.Addr)) (err error) {
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	err = serve(ctx, &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second}, ln, log, cfg.Grace)
+	err = serve(ctx, &http.Server{Handler: tr.wrap(a.Echo), ReadHeaderTimeout: 10 * time.Second}, ln, log, cfg.Grace)
 	// The hooks of the last requests (the events' publication) run after
 	// their responses: let them finish (app.HookTimeout bounds each).
 	a.Hooks.Wait()

@@ -65,9 +65,11 @@ var AddSource func(name string, key any, b Backend) any
 // refused while a cursor is open (uow.ErrBusy), a failure that f returns
 // marks the unit rollback-only when the backend says it is fatal, and a
 // finished unit refuses everything (uow.ErrDone). A cursor f returns is
-// tracked until it closes. A key the unit's manager was not given fails
-// with uow.ErrUnknownSource, and a nil unit with uow.ErrNoUnit.
-var Run func(unit any, key any, ctx context.Context, f func(ctx context.Context, tx Tx) (Cursor, error)) error
+// tracked until it closes; cursor says f may return one, whose reading
+// outlives the call (its context is then left to end with the unit's). A
+// key the unit's manager was not given fails with uow.ErrUnknownSource, and
+// a nil unit with uow.ErrNoUnit.
+var Run func(unit any, key any, ctx context.Context, cursor bool, f func(ctx context.Context, tx Tx) (Cursor, error)) error
 
 // Fail marks unit (a *uow.Unit) rollback-only after err, reported late by a
 // cursor of the source identified by key (a query's error surfaces when its

@@ -169,12 +169,13 @@ func (m *Manager) begin(ctx context.Context, c config) (context.Context, *Unit) 
 }
 
 func (m *Manager) beginRoot(ctx context.Context, c config) (context.Context, *Unit) {
-	u := &Unit{m: m, kind: kindRoot, opts: c}
+	r := &rootUnit{u: Unit{m: m, kind: kindRoot, opts: c}}
+	u := &r.u
 	if c.timeout > 0 {
 		ctx, u.cancel = context.WithTimeout(ctx, c.timeout)
 	}
-	u.own.init(m, c, ctx, u)
-	u.t = &u.own
+	r.t.init(m, c, ctx, u)
+	u.t = &r.t
 	u.initHandles()
 	return u.bindContext(ctx), u
 }
@@ -182,9 +183,10 @@ func (m *Manager) beginRoot(ctx context.Context, c config) (context.Context, *Un
 // failed returns a unit that reports err on every use, so that a repository
 // under it fails instead of silently running outside a transaction.
 func (m *Manager) failed(ctx context.Context, c config, err error) (context.Context, *Unit) {
-	u := &Unit{m: m, kind: kindRoot, opts: c, err: err, state: stateRolledBack}
-	u.own.init(m, c, ctx, u)
-	u.t = &u.own
+	r := &rootUnit{u: Unit{m: m, kind: kindRoot, opts: c, err: err, state: stateRolledBack}}
+	u := &r.u
+	r.t.init(m, c, ctx, u)
+	u.t = &r.t
 	u.initHandles()
 	return u.bindContext(ctx), u
 }

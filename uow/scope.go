@@ -71,9 +71,15 @@ type Unit struct {
 	spBranches    []*branch // kindNested: branches where the savepoint exists
 
 	// Stored in the unit so that beginning one costs one allocation: the
-	// context Begin returns, and for a root unit its txn.
+	// context Begin returns (and, for a root unit, its txn: see rootUnit).
 	sctx scopeCtx
-	own  txn
+}
+
+// rootUnit is a root unit and its txn, allocated together; joined and
+// nested units, which share their root's txn, are bare Units.
+type rootUnit struct {
+	u Unit
+	t txn
 }
 
 // scopeCtx is the context a unit's Begin returns: its parent's, answering

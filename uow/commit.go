@@ -2,6 +2,7 @@ package uow
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 
@@ -123,29 +124,31 @@ func failedCommitOutcome(err error) Outcome {
 }
 
 // commitAll commits every branch in order of first use; on a failure it
-// rolls back the rest and reports each source's fate.
+// rolls back the rest and reports each source's fate. It first waits for
+// every BEGIN still in flight (another goroutine's first use): one that
+// failed means that goroutine's work was not done, so nothing commits.
 func (t *txn) commitAll(branches []*branch) error {
-	for i, b := range branches {
+	for _, b := range branches {
 		t.await(b)
+	}
+	for _, b := range branches {
 		if b.err != nil {
-			continue // never begun: nothing to commit (the unit was marked)
+			err := fmt.Errorf("uow: commit: a source could not be begun: %w", b.err)
+			return errors.Join(err, t.rollbackAll(branches, err))
 		}
-		err, unknown := t.commitBranch(b)
+	}
+	for i, b := range branches {
+		err, unknown := t.commitBranch(b, i == 0)
 		if err == nil {
 			continue
 		}
 		ce := &CommitError{Failed: b.src.name, Err: err, Unknown: unknown}
 		for _, c := range branches[:i] {
-			if c.err == nil {
-				ce.Committed = append(ce.Committed, c.src.name)
-			}
+			ce.Committed = append(ce.Committed, c.src.name)
 		}
 		for _, r := range branches[i+1:] {
-			t.await(r)
-			if r.err == nil {
-				_ = t.finish(r)
-				ce.RolledBack = append(ce.RolledBack, r.src.name)
-			}
+			_ = t.finish(r)
+			ce.RolledBack = append(ce.RolledBack, r.src.name)
 		}
 		return ce
 	}
@@ -154,15 +157,32 @@ func (t *txn) commitAll(branches []*branch) error {
 
 // commitBranch sends b's COMMIT and says whether a failure leaves its
 // outcome unknown.
-func (t *txn) commitBranch(b *branch) (err error, unknown bool) {
+//
+// An abort that came before the first COMMIT stops the protocol: nothing
+// is sent, and everything rolls back. Once a source has committed, the
+// others are committed all the same, rather than leave a partial commit
+// behind (a COMMIT in flight is still interrupted where the driver allows).
+func (t *txn) commitBranch(b *branch, first bool) (err error, unknown bool) {
 	b.sem <- struct{}{} // a statement in flight finishes first
 	defer b.release()
-	t.mu.Lock()
-	t.committing = b // an abort from now on interrupts this COMMIT
-	t.mu.Unlock()
 	e := Event{Kind: EventCommit, Source: b.src.name}
 	octx, start := t.m.start(t.obsCtx(), e)
 	b.closeCursors()
+	t.mu.Lock()
+	aborted := t.aborted && first
+	if !aborted {
+		t.committing = b // an abort from now on interrupts this COMMIT
+	}
+	t.mu.Unlock()
+	if aborted {
+		// The unit's context ended before the COMMIT was sent: the
+		// transaction is rolled back, certainly.
+		err = fmt.Errorf("uow: commit not sent: %w", context.Cause(t.ctx))
+		e.Err = err
+		t.m.end(octx, e, start)
+		_ = t.finishLocked(b)
+		return err, false
+	}
 	err = b.tx.Commit()
 	t.mu.Lock()
 	t.committing = nil
@@ -170,15 +190,32 @@ func (t *txn) commitBranch(b *branch) (err error, unknown bool) {
 	b.closed, b.cursors = true, nil
 	e.Err = err
 	t.m.end(octx, e, start)
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil, false
-	}
-	if b.ctx.Err() != nil {
-		// Interrupted in flight by an abort, or refused by database/sql
-		// because the abort came first: it cannot tell which to us.
+	case notSent(err):
+		// Refused before anything reached the server (the abort came
+		// between the check above and the COMMIT): rolled back.
+		return fmt.Errorf("uow: commit not sent: %w", err), false
+	case b.ctx.Err() != nil:
+		// Interrupted in flight by an abort: it was sent, so it may have
+		// been applied.
 		return fmt.Errorf("%w (%w)", err, context.Cause(b.ctx)), true
 	}
 	return err, retry.CommitOutcome(err) == retry.OutcomeUnknown
+}
+
+// notSent reports whether a COMMIT's error says it never left the process:
+// database/sql's refusal of a transaction its context already ended, or a
+// driver's error that says nothing was sent because the context was done
+// (pgx's, with SafeToRetry). A connection lost during COMMIT is not one.
+func notSent(err error) bool {
+	if errors.Is(err, sql.ErrTxDone) {
+		return true
+	}
+	var safe interface{ SafeToRetry() bool }
+	return errors.As(err, &safe) && safe.SafeToRetry() &&
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }
 
 // finish rolls b back with its statement lock.
@@ -238,6 +275,26 @@ func (u *Unit) end(s state, cause error, phase string, outcome Outcome, err erro
 	case phaseAfterRollback:
 		hooks = u.afterRollback
 	}
+	// Nested scopes still open (the root's context ended, or the root was
+	// finished first) end with the root: their hooks, innermost first,
+	// run before the root's.
+	var open []Hook
+	for i := len(t.nested) - 1; i >= 0; i-- {
+		n := t.nested[i]
+		if n.state == stateActive || n.state == stateFinishing {
+			n.state = s
+			switch phase {
+			case phaseAfterCommit:
+				open = append(open, n.afterCommit...)
+			case phaseAfterRollback:
+				open = append(open, n.afterRollback...)
+			}
+		}
+	}
+	if len(open) > 0 {
+		hooks = append(open, hooks...)
+	}
+	t.nested = nil
 	pinned := t.pinned
 	t.pinned = nil
 	stop := t.stop
@@ -355,11 +412,23 @@ func (t *txn) abort() {
 	u := t.root
 	cause := context.Cause(t.ctx)
 	t.mu.Lock()
+	t.aborted = true
 	if u.state != stateActive {
-		c := t.committing
+		// Commit or Rollback is under way: interrupt what it waits for (a
+		// COMMIT in flight, a BEGIN another goroutine started) and let it
+		// report.
+		var stop []*branch
+		if t.committing != nil {
+			stop = append(stop, t.committing)
+		}
+		for _, b := range t.branches {
+			if !b.began {
+				stop = append(stop, b)
+			}
+		}
 		t.mu.Unlock()
-		if c != nil {
-			c.interrupt(cause)
+		for _, b := range stop {
+			b.interrupt(cause)
 		}
 		return
 	}

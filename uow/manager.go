@@ -156,9 +156,14 @@ func (m *Manager) begin(ctx context.Context, c config) (context.Context, *Unit) 
 		kind = kindNested
 	}
 	u := &Unit{m: m, t: outer.t, parent: outer, kind: kind, opts: c}
-	if m.observer != nil {
+	if m.observer != nil || kind == kindNested {
 		u.t.mu.Lock()
-		u.t.scopes = append(u.t.scopes, c.propagation)
+		if m.observer != nil {
+			u.t.scopes = append(u.t.scopes, c.propagation)
+		}
+		if kind == kindNested {
+			u.t.nested = append(u.t.nested, u)
+		}
 		u.t.mu.Unlock()
 	}
 	if c.timeout > 0 {

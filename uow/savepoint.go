@@ -136,13 +136,19 @@ func (u *Unit) commitNested() error {
 	u.state = stateFinishing
 	branches := u.spBranches
 	t.mu.Unlock()
-	ctx := context.WithoutCancel(u.ctx)
+	// On the unit's context (with what the Observer put there): an abort
+	// of the unit interrupts it.
+	ctx := t.obsCtx()
 	for _, b := range branches {
 		if err := t.spExec(ctx, b, u, "RELEASE SAVEPOINT"); err != nil {
 			err = fmt.Errorf("uow: release savepoint on %q: %w", b.src.name, err)
 			t.mu.Lock()
 			u.parent.failLocked(err)
 			u.state = stateRolledBack
+			// The enclosing unit will roll back, this work with it: its
+			// after-rollback hooks follow the enclosing unit's.
+			p := u.parent.boundary()
+			p.afterRollback = append(p.afterRollback, u.afterRollback...)
 			t.mu.Unlock()
 			return err
 		}
@@ -165,7 +171,7 @@ func (u *Unit) rollbackNested() error {
 	u.state = stateFinishing
 	branches := u.spBranches
 	t.mu.Unlock()
-	ctx := context.WithoutCancel(u.ctx)
+	ctx := t.obsCtx() // an abort of the unit interrupts it
 	var errs []error
 	for _, b := range branches {
 		if err := t.spExec(ctx, b, u, "ROLLBACK TO SAVEPOINT", "RELEASE SAVEPOINT"); err != nil {

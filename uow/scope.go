@@ -123,6 +123,8 @@ type txn struct {
 	// committing is the branch whose COMMIT is in flight: an abort
 	// interrupts it.
 	committing *branch
+	aborted    bool    // the root's context ended
+	nested     []*Unit // nested scopes begun in the unit, in order
 	// over is closed when the root unit has finished, for callers that
 	// found it finishing in another goroutine; made by the first of them.
 	over chan struct{}

@@ -150,7 +150,8 @@ func TestPgxConcurrencyAndOpenRows(t *testing.T) {
 	// row being read, closes the rows, and rolls back cleanly, so the
 	// connection is kept, not torn down under the reader.
 	ctx, u = m.Begin(context.Background())
-	rows, err = uowpgx.From(ctx, pool).Query(ctx, `SELECT g, pg_sleep(0.005) FROM generate_series(1, 400) AS g`)
+	// Rows of 8 KiB: the server flushes each as it is made, 5 ms apart.
+	rows, err = uowpgx.From(ctx, pool).Query(ctx, `SELECT g, repeat('x', 8192), pg_sleep(0.005) FROM generate_series(1, 400) AS g`)
 	require.NoError(t, err)
 	read := make(chan int)
 	go func() {

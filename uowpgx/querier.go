@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -155,7 +156,8 @@ type rows struct {
 	h      handle
 	mu     sync.Mutex
 	closed bool
-	cut    bool // closed by the unit, which finished while they were read
+	cut    bool                      // closed by the unit, which finished while they were read
+	fields []pgconn.FieldDescription // kept at close: pgx reuses its own for the next statement
 }
 
 // errCut is what rows and batches report when their unit finished while
@@ -192,6 +194,7 @@ func (r *rows) Next() bool {
 func (r *rows) closeLocked() {
 	if !r.closed {
 		r.closed = true
+		r.fields = slices.Clone(r.Rows.FieldDescriptions())
 		r.Rows.Close()
 		r.h.fail(r.Rows.Err())
 	}
@@ -235,6 +238,33 @@ func (r *rows) RawValues() [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.Rows.RawValues()
+}
+
+func (r *rows) CommandTag() pgconn.CommandTag {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Rows.CommandTag()
+}
+
+func (r *rows) FieldDescriptions() []pgconn.FieldDescription {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return r.fields
+	}
+	return r.Rows.FieldDescriptions()
+}
+
+func (r *rows) Conn() *pgx.Conn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Rows.Conn()
+}
+
+func (r *rows) TypeMap() *pgtype.Map {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Rows.TypeMap()
 }
 
 // row is QueryRow's result, as pgx's own: errors surface from Scan, and

@@ -43,6 +43,9 @@ func TransactionWithOptions(m *uow.Manager, o nethttp.Options) gin.HandlerFunc {
 func serve(unit *httpunit.Config, c *gin.Context) {
 	q := &request{c: c, orig: c.Writer, index: handlerIndex(c), errors: len(c.Errors), status: c.Writer.Status()}
 	defer func() { c.Writer = q.orig }()
+	if c.Request.Pattern == "" {
+		c.Request.Pattern = c.FullPath() // the route, for the units' log lines
+	}
 	unit.ServeIn(&q.stream, q.real(), c.Request, q, q)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"testing"
+	"time"
 
 	"github.com/uowkit/uowkit/internal/pgtest"
 	"github.com/uowkit/uowkit/repo"
@@ -72,4 +73,34 @@ func BenchmarkInsert(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkResolveOutcomes measures what ResolveOutcomes costs a one-INSERT
+// Do: the SELECT of the transaction id before COMMIT.
+func BenchmarkResolveOutcomes(b *testing.B) {
+	db := pgtest.Open(b, "uow")
+	db.MustExec(`CREATE TABLE IF NOT EXISTS bench_insert (id serial PRIMARY KEY, v int)`)
+	db.SetMaxIdleConns(4)
+	ctx := context.Background()
+	const q = `INSERT INTO bench_insert (v) VALUES ($1)`
+	for _, c := range []struct {
+		name string
+		m    *uow.Manager
+	}{
+		{"Off", uow.New(db)},
+		{"On", uow.New(db, uow.ResolveOutcomes(5*time.Second))},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				err := c.m.Do(ctx, func(ctx context.Context) error {
+					_, err := repo.From(ctx, db).ExecContext(ctx, q, i)
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -27,7 +27,9 @@ import (
 // no database round trip. When the unit's context ends while a COMMIT is in
 // flight, the COMMIT is interrupted where the driver allows it (pgx does,
 // lib/pq lets it finish), and an interrupted COMMIT is reported as unknown:
-// it was sent, so it may have been applied.
+// it was sent, so it may have been applied. A manager made with
+// ResolveOutcomes asks the server what became of such a COMMIT, and reports
+// that instead.
 //
 // For a joined unit, Commit only ends its participation: the outer unit
 // commits. For a nested unit it releases the savepoint; its hooks move to the
@@ -183,19 +185,44 @@ func (t *txn) commitBranch(b *branch, first bool) (err error, unknown bool) {
 		_ = t.finishLocked(b)
 		return err, false
 	}
+	x, err := t.xactID(b)
+	if err != nil {
+		// No COMMIT was sent: the transaction rolls back, certainly.
+		t.mu.Lock()
+		t.committing = nil
+		t.mu.Unlock()
+		err = fmt.Errorf("uow: commit not sent: reading the transaction id: %w", err)
+		e.Err = err
+		t.m.end(octx, e, start)
+		_ = t.finishLocked(b)
+		return err, false
+	}
 	err = b.tx.Commit()
 	t.mu.Lock()
 	t.committing = nil
 	t.mu.Unlock()
 	b.closed, b.cursors = true, nil
+	err, unknown = commitResult(b, err)
+	if unknown {
+		err, unknown = t.resolve(b, x, err)
+	}
 	e.Err = err
 	t.m.end(octx, e, start)
+	return err, unknown
+}
+
+// commitResult says whether a COMMIT's failure leaves its outcome unknown.
+func commitResult(b *branch, err error) (error, bool) {
 	switch {
 	case err == nil:
 		return nil, false
 	case notSent(err):
 		// Refused before anything reached the server (the abort came
-		// between the check above and the COMMIT): rolled back.
+		// between the check above and the COMMIT): rolled back. The
+		// abort's cause goes with it (database/sql says only ErrTxDone).
+		if b.ctx.Err() != nil && !errors.Is(err, context.Cause(b.ctx)) {
+			return fmt.Errorf("uow: commit not sent: %w (%w)", err, context.Cause(b.ctx)), false
+		}
 		return fmt.Errorf("uow: commit not sent: %w", err), false
 	case b.ctx.Err() != nil:
 		// Interrupted in flight by an abort: it was sent, so it may have

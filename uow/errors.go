@@ -55,7 +55,8 @@ var (
 	// ErrCommitUnknown is returned (wrapped in a *CommitError) when the
 	// connection broke while COMMIT was in flight: the transaction may or may
 	// not have been committed, and it is never retried. See docs/retry.md for
-	// what callers should do (idempotency keys, re-reading).
+	// what callers should do (idempotency keys, re-reading), and
+	// ResolveOutcomes for asking the server instead.
 	ErrCommitUnknown = errors.New("uow: commit outcome unknown")
 )
 
@@ -72,7 +73,8 @@ type CommitError struct {
 	// RolledBack names the sources rolled back after the failure.
 	RolledBack []string
 	// Unknown is true when the failed source's outcome cannot be known (the
-	// connection broke during COMMIT); the error then also matches
+	// connection broke during COMMIT, and ResolveOutcomes, if set, could not
+	// ask the server within its bound); the error then also matches
 	// ErrCommitUnknown.
 	Unknown bool
 	// Err is the error COMMIT returned on the failed source.

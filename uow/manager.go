@@ -3,6 +3,7 @@ package uow
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -18,6 +19,7 @@ type Manager struct {
 	byKey    map[any]*source // by *sqlx.DB, or an adapter's pool
 	defaults config
 	observer Observer
+	resolve  time.Duration // ResolveOutcomes's bound; 0 when off
 }
 
 // ManagerOption configures a Manager.

@@ -46,6 +46,22 @@ func (s sqlBackend) BeginAttempts() int { return min(s.db.Stats().Idle+1, 64) }
 
 func (sqlBackend) Fatal(err error) bool { return !errors.Is(err, sql.ErrNoRows) }
 
+// XactStatus asks a pooled connection, outside any transaction, for the
+// fate of transaction id.
+func (s sqlBackend) XactStatus(ctx context.Context, id string) (string, error) {
+	var st sql.NullString
+	err := s.db.QueryRowContext(ctx, xactStatusQuery, id).Scan(&st)
+	return st.String, err
+}
+
+// The statements that resolve an unknown commit outcome (see
+// ResolveOutcomes). The id travels as text, which every driver scans and
+// binds without knowing the type xid8.
+const (
+	xactIDQuery     = `SELECT pg_current_xact_id_if_assigned()::text`
+	xactStatusQuery = `SELECT pg_xact_status($1::text::xid8)`
+)
+
 // sqlTx is a database/sql transaction.
 type sqlTx struct{ tx *sqlx.Tx }
 
@@ -60,6 +76,15 @@ func (t sqlTx) Rollback() error {
 		return nil
 	}
 	return err
+}
+
+// XactID returns the transaction's id, if it was assigned one (it wrote).
+func (t sqlTx) XactID(ctx context.Context) (string, bool, error) {
+	var id sql.NullString
+	if err := t.tx.QueryRowContext(ctx, xactIDQuery).Scan(&id); err != nil {
+		return "", false, err
+	}
+	return id.String, id.Valid, nil
 }
 
 func (t sqlTx) Exec(ctx context.Context, stmt string) error {

@@ -57,6 +57,20 @@ func (b backend) BeginAttempts() int { return min(int(b.pool.Stat().IdleConns())
 
 func (backend) Fatal(err error) bool { return !errors.Is(err, pgx.ErrNoRows) }
 
+// XactStatus asks a pooled connection, outside any transaction, for the
+// fate of transaction id (see uow.ResolveOutcomes). ctx carries no unit, so
+// Guard lets it through.
+func (b backend) XactStatus(ctx context.Context, id string) (string, error) {
+	var st *string
+	if err := b.pool.QueryRow(ctx, `SELECT pg_xact_status($1::text::xid8)`, id).Scan(&st); err != nil {
+		return "", err
+	}
+	if st == nil {
+		return "", nil
+	}
+	return *st, nil
+}
+
 // errIsolation reports an isolation level PostgreSQL has no name for.
 var errIsolation = errors.New("uowpgx: isolation level not supported by PostgreSQL")
 
@@ -96,6 +110,18 @@ func (t *pgxTx) Rollback() error {
 		return nil
 	}
 	return err
+}
+
+// XactID returns the transaction's id, if it was assigned one (it wrote).
+func (t *pgxTx) XactID(ctx context.Context) (string, bool, error) {
+	var id *string
+	if err := t.tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text`).Scan(&id); err != nil {
+		return "", false, err
+	}
+	if id == nil {
+		return "", false, nil
+	}
+	return *id, true, nil
 }
 
 func (t *pgxTx) Exec(ctx context.Context, stmt string) error {

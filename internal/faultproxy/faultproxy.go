@@ -20,6 +20,7 @@ type Proxy struct {
 	reject     atomic.Int64 // connections still to be dropped on accept
 	resetBegin atomic.Int64 // BEGINs still to be answered with a TCP reset
 	commits    atomic.Int64 // COMMITs applied by the server whose answer was withheld
+	dropped    atomic.Int64 // COMMITs never forwarded to the server
 	applied    chan struct{}
 
 	mu    sync.Mutex
@@ -50,6 +51,7 @@ const (
 	commitForward int32 = iota
 	commitDrop
 	commitStall
+	commitLose // the COMMIT itself is dropped
 )
 
 // DropCommitReply makes the proxy, from now on, forward a client's COMMIT to
@@ -58,6 +60,17 @@ const (
 // broken connection for a COMMIT that took effect. false forwards answers
 // again.
 func (p *Proxy) DropCommitReply(on bool) { p.setCommitMode(on, commitDrop) }
+
+// DropCommit makes the proxy, from now on, drop a client's COMMIT before
+// it reaches the server and close the connection: the client has sent its
+// COMMIT and sees a broken connection, but the server never received it and
+// rolls the transaction back when it notices the session is gone. false
+// forwards COMMITs again.
+func (p *Proxy) DropCommit(on bool) { p.setCommitMode(on, commitLose) }
+
+// LostCommits returns how many COMMITs the proxy dropped before they
+// reached the server (see [Proxy.DropCommit]).
+func (p *Proxy) LostCommits() int64 { return p.dropped.Load() }
 
 // StallCommitReply makes the proxy, from now on, forward a client's COMMIT
 // to the server and hold back the server's answer for as long as the
@@ -188,6 +201,10 @@ func (s *session) clientToServer() {
 			return
 		}
 		if mode := s.p.commitMode.Load(); mode != commitForward && isCommit(typ, body) {
+			if mode == commitLose {
+				s.p.dropped.Add(1)
+				return // closes both sides; the server never sees the COMMIT
+			}
 			s.commitSent.Store(mode)
 		}
 		if s.p.resetBegin.Load() > 0 && statementIs(typ, body, "begin") && s.p.resetBegin.Add(-1) >= 0 {

@@ -43,6 +43,26 @@ type Tx interface {
 	Exec(ctx context.Context, stmt string) error
 }
 
+// XactTx is implemented by a Tx whose database can name its transaction
+// (PostgreSQL): a unit whose manager resolves unknown commit outcomes
+// (uow.ResolveOutcomes) asks for the id just before COMMIT.
+type XactTx interface {
+	// XactID runs SELECT pg_current_xact_id_if_assigned() in the
+	// transaction. ok is false (with a nil error) when no id was assigned:
+	// the transaction never wrote, so its COMMIT cannot lose anything.
+	XactID(ctx context.Context) (id string, ok bool, err error)
+}
+
+// XactBackend is implemented by a Backend that can tell a transaction's
+// fate from outside it (PostgreSQL), after the connection that sent its
+// COMMIT broke.
+type XactBackend interface {
+	// XactStatus runs SELECT pg_xact_status($1::xid8) on a pooled
+	// connection outside any unit and returns the answer: "committed",
+	// "aborted" or "in progress" (and "" for an id too old to be known).
+	XactStatus(ctx context.Context, id string) (string, error)
+}
+
 // Cursor is a result a statement leaves open on its transaction's
 // connection (rows, a batch), which keeps the connection busy.
 type Cursor interface {

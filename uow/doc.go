@@ -23,7 +23,8 @@
 // sources committed, which failed and which were rolled back; a partial
 // commit matches [ErrPartialCommit]. A connection lost during COMMIT, or a
 // COMMIT interrupted because the unit's context ended, matches
-// [ErrCommitUnknown]: the outcome cannot be known.
+// [ErrCommitUnknown]: the outcome cannot be known, unless the manager was
+// made with [ResolveOutcomes], which asks PostgreSQL what became of it.
 //
 // # Do and repositories bound explicitly
 //
@@ -124,5 +125,6 @@
 // statement serialisation), handle.go (the repository-facing handle),
 // savepoint.go (nested units), commit.go (commit protocol, rollback, abort),
 // hooks.go, cancel.go (the watcher, statement contexts), conn.go (pinned
-// connections), guard.go (Guard), do.go (Do, Runner) and errors.go.
+// connections), guard.go (Guard), resolve.go (ResolveOutcomes), adapter.go
+// (adapter modules), do.go (Do, Runner) and errors.go.
 package uow

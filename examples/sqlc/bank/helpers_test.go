@@ -18,12 +18,12 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// schema is examples/sqlc/schema.sql, the file sqlc generates from.
-func schema(tb testing.TB) string {
-	tb.Helper()
+// mustSchema returns ../schema.sql, the file sqlc generates from, for tests
+// and Example functions alike (which have no testing.TB): a failure panics.
+func mustSchema() string {
 	b, err := os.ReadFile("../schema.sql")
 	if err != nil {
-		tb.Fatal(err)
+		panic(err)
 	}
 	return string(b)
 }
@@ -44,7 +44,7 @@ func fresh(t *testing.T) (*sqlx.DB, *uow.Manager) {
 		}
 		pool.Close()
 	})
-	if _, err := pool.Exec(schema(t)); err != nil {
+	if _, err := pool.Exec(mustSchema()); err != nil {
 		t.Fatal(err)
 	}
 	return pool, uow.New(pool)
@@ -103,25 +103,15 @@ func render(tb testing.TB, ctx context.Context, q *db.Queries) string {
 	return b.String()
 }
 
-// exampleTB lets Example functions, which have no testing.TB, use
-// pgtest.URL: a failure there panics. pgtest.Main has already skipped the
-// package when no server is reachable.
-type exampleTB struct{ testing.TB }
-
-func (exampleTB) Helper()           {}
-func (exampleTB) Fatal(args ...any) { panic(fmt.Sprint(args...)) }
-func (exampleTB) Skip(args ...any)  { panic(fmt.Sprint(args...)) }
-
 var exampleSeq atomic.Int64
 
 // exampleURL returns the URL of a new database holding the schema, for an
 // Example; pgtest.Main drops it after the run. Each call gets a database of
 // its own, so that examples stay re-runnable under -count.
 func exampleURL() string {
-	tb := exampleTB{}
-	u := pgtest.URL(tb, fmt.Sprintf("sqlc_example_%d", exampleSeq.Add(1)))
+	u := pgtest.ExampleURL(fmt.Sprintf("sqlc_example_%d", exampleSeq.Add(1)))
 	setup := sqlx.MustOpen("postgres", u)
 	defer setup.Close()
-	setup.MustExec(schema(tb))
+	setup.MustExec(mustSchema())
 	return u
 }

@@ -287,7 +287,7 @@ func TestNothingBeforeTheFirstQuery(t *testing.T) {
 		t.Run(w.name, func(t *testing.T) {
 			t.Parallel()
 			pool, counts := pgtest.OpenCounting(t, fmt.Sprintf("sqlc_lazy_%d", lazySeq.Add(1)))
-			if _, err := pool.Exec(schema(t)); err != nil {
+			if _, err := pool.Exec(mustSchema()); err != nil {
 				t.Fatal(err)
 			}
 			m := uow.New(pool)

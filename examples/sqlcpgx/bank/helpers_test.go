@@ -20,12 +20,12 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// schema is examples/sqlcpgx/schema.sql, the file sqlc generates from.
-func schema(tb testing.TB) string {
-	tb.Helper()
+// mustSchema returns ../schema.sql, the file sqlc generates from, for tests
+// and Example functions alike (which have no testing.TB): a failure panics.
+func mustSchema() string {
 	b, err := os.ReadFile("../schema.sql")
 	if err != nil {
-		tb.Fatal(err)
+		panic(err)
 	}
 	return string(b)
 }
@@ -47,7 +47,7 @@ func fresh(t *testing.T) (*pgxpool.Pool, *uow.Manager) {
 		}
 		pool.Close()
 	})
-	if _, err := pool.Exec(context.Background(), schema(t)); err != nil {
+	if _, err := pool.Exec(context.Background(), mustSchema()); err != nil {
 		t.Fatal(err)
 	}
 	return pool, uow.New(nil, uowpgx.WithPool("main", pool))
@@ -115,15 +115,6 @@ func render(tb testing.TB, ctx context.Context, q *db.Queries) string {
 	return b.String()
 }
 
-// exampleTB lets Example functions, which have no testing.TB, use
-// pgtest.URL: a failure there panics. pgtest.Main has already skipped the
-// package when no server is reachable.
-type exampleTB struct{ testing.TB }
-
-func (exampleTB) Helper()           {}
-func (exampleTB) Fatal(args ...any) { panic(fmt.Sprint(args...)) }
-func (exampleTB) Skip(args ...any)  { panic(fmt.Sprint(args...)) }
-
 var exampleSeq atomic.Int64
 
 // exampleURL returns the URL of a new database holding the schema and the
@@ -131,15 +122,14 @@ var exampleSeq atomic.Int64
 // Each call gets a database of its own, so that examples stay re-runnable
 // under -count.
 func exampleURL() string {
-	tb := exampleTB{}
-	u := pgtest.URL(tb, fmt.Sprintf("sqlcpgx_example_%d", exampleSeq.Add(1)))
+	u := pgtest.ExampleURL(fmt.Sprintf("sqlcpgx_example_%d", exampleSeq.Add(1)))
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, u)
 	if err != nil {
 		panic(err)
 	}
 	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, schema(tb)); err != nil {
+	if _, err := c.Exec(ctx, mustSchema()); err != nil {
 		panic(err)
 	}
 	if _, err := c.Exec(ctx, "INSERT INTO accounts (owner, balance) VALUES ('alice', 100), ('bob', 50)"); err != nil {

@@ -39,7 +39,7 @@ func (m *Manager) do(ctx context.Context, opts []Option, fn func(ctx context.Con
 		return c.err
 	}
 	if c.propagation == RequiresNew || FromContext(ctx) == nil && c.propagation != Mandatory {
-		if p := m.retryPolicy(c); p != nil {
+		if p := c.policy(); p != nil {
 			return m.doRetrying(ctx, p, c, fn)
 		}
 	}

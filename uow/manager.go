@@ -164,7 +164,7 @@ func (m *Manager) begin(ctx context.Context, c config) (context.Context, *Unit) 
 			u.t.scopes = append(u.t.scopes, c.propagation)
 		}
 		if kind == kindNested {
-			u.t.nested = append(u.t.nested, u)
+			u.t.nested = append(openScopes(u.t.nested), u)
 		}
 		u.t.mu.Unlock()
 	}
@@ -196,6 +196,19 @@ func (m *Manager) failed(ctx context.Context, c config, err error) (context.Cont
 	u.t = &r.t
 	u.initHandles()
 	return u.bindContext(ctx), u
+}
+
+// openScopes drops the nested scopes that have finished, so that a unit
+// running many nested units one after another keeps only those still open.
+func openScopes(nested []*Unit) []*Unit {
+	open := nested[:0]
+	for _, n := range nested {
+		if n.state == stateActive || n.state == stateFinishing {
+			open = append(open, n)
+		}
+	}
+	clear(nested[len(open):])
+	return open
 }
 
 // sourceOf returns the source of db, or nil: a scan for the few sources

@@ -22,7 +22,7 @@ func init() {
 		if c.err != nil {
 			return nil
 		}
-		return mgr.retryPolicy(c)
+		return c.policy()
 	}
 	bridge.Retry = func(m any, ctx context.Context, p *retry.Policy, attempt func(ctx context.Context, n int) error) error {
 		return m.(*Manager).retrying(ctx, p, attempt)
@@ -67,9 +67,6 @@ func (c config) policy() *retry.Policy {
 	}
 	return nil
 }
-
-// retryPolicy returns the retry policy of a root unit begun with c, or nil.
-func (m *Manager) retryPolicy(c config) *retry.Policy { return c.policy() }
 
 // connectionLost reports whether err says that the connection a statement
 // was sent on is gone or unusable, the server never having run it: a network

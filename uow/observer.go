@@ -47,6 +47,18 @@ const (
 	// (Statement says which: SAVEPOINT, RELEASE SAVEPOINT, ROLLBACK TO
 	// SAVEPOINT) on a source.
 	EventSavepoint
+	// EventRelay reports one round of an outbox relay (package outbox):
+	// Source is the relay's table, Count the messages it delivered, Failed
+	// the deliveries that failed, Lag the age of the oldest message still
+	// undelivered when the round ended (0 when none is left), and Err the
+	// round's failure. It is reported to the Observer a relay is given, not
+	// to a manager's.
+	EventRelay
+	// EventInbox reports a message an outbox inbox handled (package
+	// outbox): Source is the inbox's table, Count 1 when the message was
+	// applied and 0 when it was a duplicate, skipped, and Err the
+	// handler's or the commit's failure.
+	EventInbox
 )
 
 // String returns the kind's name.
@@ -66,6 +78,10 @@ func (k EventKind) String() string {
 		return "unit"
 	case EventSavepoint:
 		return "savepoint"
+	case EventRelay:
+		return "relay"
+	case EventInbox:
+		return "inbox"
 	}
 	return "unknown"
 }
@@ -137,6 +153,13 @@ type Event struct {
 	Outcome Outcome
 	// Statement is the savepoint statement (EventSavepoint).
 	Statement string
+	// Count and Failed are how many messages a relay round delivered and
+	// failed to deliver (EventRelay), or whether an inbox applied a message
+	// (EventInbox: 1, or 0 for a duplicate).
+	Count, Failed int
+	// Lag is the age of the oldest undelivered message after a relay round
+	// (EventRelay).
+	Lag time.Duration
 }
 
 // Observer is told about a unit's life as it happens. Start is called
@@ -277,6 +300,10 @@ func NewSlogObserver(l *slog.Logger) Observer {
 			attrs = append(attrs, slog.Int("attempt", e.Attempt), slog.Duration("delay", e.Delay))
 		case EventUnit:
 			attrs = append(attrs, slog.String("outcome", e.Outcome.String()), slog.Any("sources", e.Sources))
+		case EventRelay:
+			attrs = append(attrs, slog.Int("delivered", e.Count), slog.Int("failed", e.Failed), slog.Duration("lag", e.Lag))
+		case EventInbox:
+			attrs = append(attrs, slog.Bool("applied", e.Count > 0))
 		}
 		if e.Err != nil {
 			attrs = append(attrs, slog.Any("error", e.Err))

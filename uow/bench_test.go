@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/uowkit/uowkit/internal/pgtest"
 	"github.com/uowkit/uowkit/repo"
 	"github.com/uowkit/uowkit/uow"
@@ -97,6 +99,49 @@ func BenchmarkResolveOutcomes(b *testing.B) {
 					_, err := repo.From(ctx, db).ExecContext(ctx, q, i)
 					return err
 				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTwoPhase compares a unit with one INSERT on each of two sources
+// committed plainly (one COMMIT each, in turn) with the same unit committed
+// atomically (PREPARE on each, the decision, COMMIT PREPARED on each).
+func BenchmarkTwoPhase(b *testing.B) {
+	pgtest.RequirePrepared(b)
+	da, db := pgtest.Open(b, "2pc_a"), pgtest.Open(b, "2pc_b")
+	da.MustExec(uow.TwoPhaseSchema(""))
+	for _, d := range []*sqlx.DB{da, db} {
+		d.MustExec(`CREATE TABLE IF NOT EXISTS bench_insert (id serial PRIMARY KEY, v int)`)
+		d.SetMaxIdleConns(4)
+	}
+	m := uow.New(nil, uow.WithSource("a", da), uow.WithSource("b", db),
+		uow.TwoPhase(uow.TwoPhaseConfig{Prefix: "bench", Decisions: da}))
+	if _, err := m.Recover(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	const q = `INSERT INTO bench_insert (v) VALUES ($1)`
+	for _, c := range []struct {
+		name string
+		opts []uow.Option
+	}{
+		{"Plain", nil},
+		{"Atomic", []uow.Option{uow.Atomic()}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				err := m.Do(ctx, func(ctx context.Context) error {
+					if _, err := repo.From(ctx, da).ExecContext(ctx, q, i); err != nil {
+						return err
+					}
+					_, err := repo.From(ctx, db).ExecContext(ctx, q, i)
+					return err
+				}, c.opts...)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -87,11 +87,16 @@ func (u *Unit) commitRoot() error {
 		u.end(stateRolledBack, nil, phaseAfterRollback, outcome, err)
 		return err
 	}
-	err := t.commitAll(branches)
+	var err error
+	if t.opts.atomic && len(branches) > 1 {
+		err = t.commitTwoPhase(branches)
+	} else {
+		err = t.commitAll(branches)
+	}
 	switch o := commitOutcome(err); o {
 	case OutcomeCommitted:
 		u.end(stateCommitted, nil, phaseAfterCommit, o, nil)
-	case OutcomePartial, OutcomeUnknown:
+	case OutcomePartial, OutcomeUnknown, OutcomePending:
 		// Some of the work is, or may be, durable: neither "it committed"
 		// nor "it rolled back" is true, so no hook runs. The caller has the
 		// *CommitError that says which source is in which state.
@@ -119,6 +124,8 @@ func failedCommitOutcome(err error) Outcome {
 		return OutcomeRolledBack
 	case ce.Unknown:
 		return OutcomeUnknown
+	case len(ce.Pending) > 0:
+		return OutcomePending
 	case len(ce.Committed) > 0:
 		return OutcomePartial
 	}

@@ -58,6 +58,20 @@ var (
 	// what callers should do (idempotency keys, re-reading), and
 	// ResolveOutcomes for asking the server instead.
 	ErrCommitUnknown = errors.New("uow: commit outcome unknown")
+
+	// ErrCommitPending matches (with errors.Is) a *CommitError of a
+	// two-phase commit (Atomic) whose decision to commit is durable but
+	// whose COMMIT PREPARED could not be confirmed on some sources (listed
+	// in Pending): those sources stay prepared, holding their locks, until
+	// Manager.Recover commits them. The work is committed, not yet visible
+	// everywhere; it must not be retried.
+	ErrCommitPending = errors.New("uow: commit decided, pending on some sources")
+
+	// ErrNoPreparedTransactions is returned by Manager.Recover (which an
+	// application calls at start-up) when a PostgreSQL source has
+	// max_prepared_transactions = 0: two-phase commits would fail at
+	// PREPARE TRANSACTION.
+	ErrNoPreparedTransactions = errors.New("uow: prepared transactions are disabled (max_prepared_transactions = 0)")
 )
 
 // CommitError reports a failed commit of a unit, source by source. Sources
@@ -77,6 +91,11 @@ type CommitError struct {
 	// ask the server within its bound); the error then also matches
 	// ErrCommitUnknown.
 	Unknown bool
+	// Pending names, for a two-phase commit (Atomic) whose decision to
+	// commit is durable, the sources whose COMMIT PREPARED was not
+	// confirmed (Failed first): Manager.Recover commits them. The error
+	// then matches ErrCommitPending.
+	Pending []string
 	// Err is the error COMMIT returned on the failed source.
 	Err error
 }
@@ -84,9 +103,12 @@ type CommitError struct {
 // Error describes which sources committed, failed and rolled back.
 func (e *CommitError) Error() string {
 	var b strings.Builder
-	if len(e.Committed) > 0 {
+	switch {
+	case len(e.Pending) > 0:
+		b.WriteString("uow: commit decided, PENDING on some sources: ")
+	case len(e.Committed) > 0:
 		b.WriteString("uow: PARTIAL COMMIT: ")
-	} else {
+	default:
 		b.WriteString("uow: commit failed: ")
 	}
 	if e.Unknown {
@@ -96,6 +118,9 @@ func (e *CommitError) Error() string {
 	}
 	if len(e.Committed) > 0 {
 		fmt.Fprintf(&b, "; committed %v", e.Committed)
+	}
+	if len(e.Pending) > 0 {
+		fmt.Fprintf(&b, "; pending until recovery commits them %v", e.Pending)
 	}
 	if len(e.RolledBack) > 0 {
 		fmt.Fprintf(&b, "; rolled back %v", e.RolledBack)
@@ -111,16 +136,20 @@ func (e *CommitError) Unwrap() error { return e.Err }
 func (e *CommitError) Is(target error) bool {
 	switch target {
 	case ErrPartialCommit:
-		return len(e.Committed) > 0
+		return len(e.Committed) > 0 && len(e.Pending) == 0
 	case ErrCommitUnknown:
 		return e.Unknown
+	case ErrCommitPending:
+		return len(e.Pending) > 0
 	}
 	return false
 }
 
-// RetryUnsafe reports true when the outcome is unknown or partial: re-running
+// RetryUnsafe reports true when the outcome is unknown, partial or pending: re-running
 // the unit could apply its work twice. The retry package honours it.
-func (e *CommitError) RetryUnsafe() bool { return e.Unknown || len(e.Committed) > 0 }
+func (e *CommitError) RetryUnsafe() bool {
+	return e.Unknown || len(e.Committed) > 0 || len(e.Pending) > 0
+}
 
 // HookError reports a failed or panicking after-commit or after-rollback hook.
 // It is delivered to the manager's Observer; the unit's outcome is unaffected.

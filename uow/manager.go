@@ -20,6 +20,7 @@ type Manager struct {
 	defaults config
 	observer Observer
 	resolve  time.Duration // ResolveOutcomes's bound; 0 when off
+	twoPhase *twoPhase     // TwoPhase's configuration; nil when off
 }
 
 // ManagerOption configures a Manager.
@@ -40,6 +41,9 @@ func New(db *sqlx.DB, opts ...ManagerOption) *Manager {
 		if o != nil {
 			o(m)
 		}
+	}
+	if m.twoPhase != nil {
+		m.twoPhase.bind(m)
 	}
 	return m
 }

@@ -103,6 +103,10 @@ const (
 	OutcomePartial
 	// OutcomeUnknown: a COMMIT's outcome is unknown.
 	OutcomeUnknown
+	// OutcomePending: a two-phase commit's decision to commit is durable,
+	// but some sources are still prepared (ErrCommitPending) until
+	// Manager.Recover commits them.
+	OutcomePending
 )
 
 // String returns the outcome's name.
@@ -118,6 +122,8 @@ func (o Outcome) String() string {
 		return "partial"
 	case OutcomeUnknown:
 		return "unknown"
+	case OutcomePending:
+		return "pending"
 	}
 	return "none"
 }

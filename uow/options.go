@@ -61,6 +61,7 @@ const (
 	setTimeout
 	setPropagation
 	setRetry
+	setAtomic
 )
 
 // config is the resolved set of options of one unit.
@@ -70,6 +71,7 @@ type config struct {
 	timeout     time.Duration
 	propagation Propagation
 	retry       retrySetting
+	atomic      bool  // two-phase commit across sources (Atomic)
 	set         uint8 // options given by the call being resolved
 	err         error // the first contradiction found
 	attempt     int   // the attempt of a retrying Do a root unit is, from 1
@@ -115,6 +117,9 @@ func (c *config) apply(o Option) {
 		// NoRetry twice is not.
 		c.mark(setRetry, "Retry/NoRetry", o.policy == nil && c.set&setRetry != 0 && c.retry.policy == nil)
 		c.retry = retrySetting{set: true, policy: o.policy}
+	case setAtomic:
+		c.mark(setAtomic, "Atomic", true)
+		c.atomic = true
 	}
 }
 
@@ -150,6 +155,16 @@ func Timeout(d time.Duration) Option {
 	return Option{bit: setTimeout, timeout: d}
 }
 
+// Atomic makes the unit commit its sources atomically, with a two-phase
+// commit (PREPARE TRANSACTION on every source, a durable decision, then
+// COMMIT PREPARED), when it has used more than one: either every source
+// commits or none does, even if the process dies in between (recovery
+// finishes the work; see TwoPhase and Manager.Recover). A unit that used one
+// source commits it plainly. The manager must be made with TwoPhase, else
+// the unit fails with ErrInvalidOptions. Joining or nesting in an active
+// unit that is not atomic fails with ErrIncompatible.
+func Atomic() Option { return Option{bit: setAtomic} }
+
 // Propagate sets what happens when a unit is already active in the context.
 func Propagate(p Propagation) Option { return Option{bit: setPropagation, prop: p} }
 
@@ -158,6 +173,9 @@ func (m *Manager) config(opts []Option) config {
 	c := m.defaults
 	for _, o := range opts {
 		c.apply(o)
+	}
+	if c.atomic && m.twoPhase == nil && c.err == nil {
+		c.err = fmt.Errorf("%w: Atomic needs a manager made with TwoPhase", ErrInvalidOptions)
 	}
 	return c
 }
@@ -177,6 +195,9 @@ func compatible(outer, inner config) bool {
 	if inner.readOnly && !outer.readOnly {
 		return false
 	}
+	if inner.atomic && !outer.atomic {
+		return false
+	}
 	if inner.isolation != sql.LevelDefault && effectiveIsolation(inner.isolation) > effectiveIsolation(outer.isolation) {
 		return false
 	}
@@ -187,6 +208,9 @@ func describe(c config) string {
 	mode := "read-write"
 	if c.readOnly {
 		mode = "read-only"
+	}
+	if c.atomic {
+		mode += " atomic"
 	}
 	return fmt.Sprintf("%s %s", effectiveIsolation(c.isolation), mode)
 }

@@ -91,3 +91,56 @@ func (t sqlTx) Exec(ctx context.Context, stmt string) error {
 	_, err := t.tx.ExecContext(ctx, stmt)
 	return err
 }
+
+// Prepare prepares the transaction for a two-phase commit and releases its
+// connection. BEGIN follows PREPARE in the same round trip, so that
+// database/sql's Rollback, which it needs to release the connection, finds
+// a transaction to end (lib/pq drops a connection whose Rollback finds
+// none) and ends an empty one.
+func (t sqlTx) Prepare(ctx context.Context, gid string) error {
+	if _, err := t.tx.ExecContext(ctx, "PREPARE TRANSACTION '"+gid+"'; BEGIN"); err != nil {
+		_ = t.tx.Rollback()
+		return err
+	}
+	return t.tx.Rollback()
+}
+
+// ExecOutside runs query on a pooled connection, outside any transaction.
+func (s sqlBackend) ExecOutside(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// QueryOutside runs query on a pooled connection, outside any transaction,
+// and returns its rows as text.
+func (s sqlBackend) QueryOutside(ctx context.Context, query string, args ...any) ([][]string, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out [][]string
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make([]string, len(cols))
+		for i, v := range vals {
+			row[i] = v.String
+		}
+		out = append(out, row)
+	}
+	return out, rows.Err()
+}

@@ -666,13 +666,15 @@ func TestConcurrentUnitsDoNotLeak(t *testing.T) {
 // TestCommitRacingCancellationIsDecidedOnce cancels the unit's context at
 // every moment around Commit, on two sources: whatever the interleaving,
 // Commit's answer must match what both databases kept (nil: both rows; an
-// error: neither), and it never reports success for work that was rolled
-// back.
+// error: neither, unless it reports the first source committed and the
+// second's COMMIT interrupted in flight), and it never reports success for
+// work that was rolled back.
 func TestCommitRacingCancellationIsDecidedOnce(t *testing.T) {
 	a, b := pgtest.Open(t, "uow"), pgtest.Open(t, "uow_b")
 	ta, tb := newTable(t, a), newTable(t, b)
 	m := uow.New(a, uow.WithSource("b", b))
 	outcomes := map[bool]int{}
+	partial := 0
 	for i := range 200 {
 		v := fmt.Sprint(i)
 		parent, cancel := context.WithCancel(context.Background())
@@ -693,16 +695,28 @@ func TestCommitRacingCancellationIsDecidedOnce(t *testing.T) {
 		var inA, inB int
 		require.NoError(t, a.Get(&inA, `SELECT count(*) FROM `+ta+` WHERE v = $1`, v))
 		require.NoError(t, b.Get(&inB, `SELECT count(*) FROM `+tb+` WHERE v = $1`, v))
-		if err == nil {
+		var ce *uow.CommitError
+		switch {
+		case err == nil:
 			require.Equal(t, [2]int{1, 1}, [2]int{inA, inB}, "attempt %d: Commit said yes", i)
-		} else {
+		case errors.As(err, &ce) && len(ce.Committed) > 0:
+			// The cancel came after the first source committed and
+			// interrupted the second's COMMIT in flight (rare; seen on a
+			// loaded machine): the report must say so, and match.
+			require.Equal(t, []string{uow.DefaultSource}, ce.Committed, "attempt %d: %v", i, err)
+			require.Equal(t, 1, inA, "attempt %d: %v", i, err)
+			if !ce.Unknown {
+				require.Zero(t, inB, "attempt %d: %v", i, err)
+			}
+			partial++
+		default:
 			require.ErrorIs(t, err, context.Canceled, "attempt %d", i)
 			require.Equal(t, [2]int{0, 0}, [2]int{inA, inB}, "attempt %d: Commit said %v", i, err)
 		}
 		outcomes[err == nil]++
 	}
 	assert.Zero(t, a.Stats().InUse+b.Stats().InUse)
-	t.Logf("committed %d, rolled back %d", outcomes[true], outcomes[false])
+	t.Logf("committed %d, failed %d (of which partial or unknown, as reported: %d)", outcomes[true], outcomes[false], partial)
 }
 
 func TestBadInput(t *testing.T) {

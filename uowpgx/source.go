@@ -71,6 +71,45 @@ func (b backend) XactStatus(ctx context.Context, id string) (string, error) {
 	return *st, nil
 }
 
+// ExecOutside runs query on a pooled connection, outside any unit (see
+// uow.TwoPhase).
+func (b backend) ExecOutside(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := b.pool.Exec(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+// QueryOutside runs query on a pooled connection, outside any unit, and
+// returns its rows as text (the query casts its columns to text).
+func (b backend) QueryOutside(ctx context.Context, query string, args ...any) ([][]string, error) {
+	rows, err := b.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][]string
+	for rows.Next() {
+		vals := make([]*string, len(rows.FieldDescriptions()))
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make([]string, len(vals))
+		for i, v := range vals {
+			if v != nil {
+				row[i] = *v
+			}
+		}
+		out = append(out, row)
+	}
+	return out, rows.Err()
+}
+
 // errIsolation reports an isolation level PostgreSQL has no name for.
 var errIsolation = errors.New("uowpgx: isolation level not supported by PostgreSQL")
 
@@ -122,6 +161,17 @@ func (t *pgxTx) XactID(ctx context.Context) (string, bool, error) {
 		return "", false, nil
 	}
 	return *id, true, nil
+}
+
+// Prepare prepares the transaction for a two-phase commit (see
+// uow.TwoPhase) and releases its connection: pgx's Rollback on the session,
+// which PREPARE left idle, only draws a warning.
+func (t *pgxTx) Prepare(ctx context.Context, gid string) error {
+	if _, err := t.tx.Exec(ctx, "PREPARE TRANSACTION '"+gid+"'"); err != nil {
+		_ = t.Rollback()
+		return err
+	}
+	return t.Rollback()
 }
 
 func (t *pgxTx) Exec(ctx context.Context, stmt string) error {

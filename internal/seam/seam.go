@@ -63,6 +63,32 @@ type XactBackend interface {
 	XactStatus(ctx context.Context, id string) (string, error)
 }
 
+// PrepareTx is implemented by a Tx that can take part in a two-phase
+// commit (PostgreSQL): see uow.TwoPhase.
+type PrepareTx interface {
+	// Prepare runs PREPARE TRANSACTION gid and releases the transaction's
+	// connection: the prepared transaction no longer belongs to a session,
+	// and is finished by FinishPrepared on any connection. gid is made by
+	// package uow from a checked prefix, hex digits and dots, so it is safe
+	// to quote as a literal. An error means the transaction was not
+	// prepared: it is rolled back (PostgreSQL rolls back a transaction whose
+	// PREPARE fails), or its connection is gone.
+	Prepare(ctx context.Context, gid string) error
+}
+
+// OutsideBackend is implemented by a Backend that runs statements outside
+// any unit, on a pooled connection (PostgreSQL): what a two-phase commit
+// needs after PREPARE (COMMIT PREPARED, ROLLBACK PREPARED, the decision
+// log) and what its recovery asks. ctx carries no unit (so Guard lets the
+// statements through).
+type OutsideBackend interface {
+	// ExecOutside runs query with args and returns the rows it affected.
+	ExecOutside(ctx context.Context, query string, args ...any) (int64, error)
+	// QueryOutside runs query with args and returns its rows, every column
+	// as text (queries cast their columns to text; NULL is "").
+	QueryOutside(ctx context.Context, query string, args ...any) ([][]string, error)
+}
+
 // Cursor is a result a statement leaves open on its transaction's
 // connection (rows, a batch), which keeps the connection busy.
 type Cursor interface {

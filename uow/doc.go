@@ -26,6 +26,12 @@
 // [ErrCommitUnknown]: the outcome cannot be known, unless the manager was
 // made with [ResolveOutcomes], which asks PostgreSQL what became of it.
 //
+// A unit begun with [Atomic], on a manager made with [TwoPhase], commits
+// its PostgreSQL sources with a two-phase commit instead: PREPARE
+// TRANSACTION on each, a durable decision, then COMMIT PREPARED, so that
+// either all of them commit or none does, and [Manager.Recover] finishes
+// what a process that died half-way left prepared.
+//
 // # Do and repositories bound explicitly
 //
 // [Manager.Do] runs a callback in a unit: nil commits, an error rolls back, a
@@ -125,6 +131,7 @@
 // statement serialisation), handle.go (the repository-facing handle),
 // savepoint.go (nested units), commit.go (commit protocol, rollback, abort),
 // hooks.go, cancel.go (the watcher, statement contexts), conn.go (pinned
-// connections), guard.go (Guard), resolve.go (ResolveOutcomes), adapter.go
+// connections), guard.go (Guard), resolve.go (ResolveOutcomes),
+// twophase.go (Atomic commits and their recovery), adapter.go
 // (adapter modules), do.go (Do, Runner) and errors.go.
 package uow

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Starts (creating it if needed) a streaming replica of the local PostgreSQL
+# cluster (127.0.0.1:5432) on 127.0.0.1:${UOWKIT_REPLICA_PORT:-5433}: a
+# Debian cluster named "replica", made with pg_basebackup, in hot standby.
+# Idempotent; run as root (it acts as the postgres user). .ci/run calls it;
+# the replica tests use it through internal/pgtest (ReplicaURL).
+set -euo pipefail
+port=${UOWKIT_REPLICA_PORT:-5433}
+version=$(ls /etc/postgresql | sort -V | tail -n 1)
+conf=/etc/postgresql/$version/replica
+data=/var/lib/postgresql/$version/replica
+as_pg() { su postgres -c "$*"; }
+log() { printf '== replica: %s\n' "$*"; }
+
+in_recovery() {
+	[ "$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atqc 'select pg_is_in_recovery()' 2>/dev/null)" = t ]
+}
+
+if in_recovery; then
+	exit 0
+fi
+
+# The primary must let the replica stream its WAL.
+hba=$(psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'show hba_file')
+if ! grep -Eq '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba"; then
+	log "allowing replication connections from 127.0.0.1 on the primary"
+	sed -i '1i host replication all 127.0.0.1/32 trust' "$hba"
+	psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select pg_reload_conf()' >/dev/null
+fi
+
+if [ ! -f "$data/standby.signal" ]; then
+	if [ -d "$conf" ]; then
+		pg_ctlcluster --skip-systemctl-redirect "$version" replica stop >/dev/null 2>&1 || true
+	else
+		log "creating cluster $version/replica on port $port"
+		pg_createcluster "$version" replica -p "$port" >/dev/null
+	fi
+	log "pg_basebackup from 127.0.0.1:5432"
+	mkdir -p "$data"
+	find "$data" -mindepth 1 -delete
+	chown postgres:postgres "$data"
+	chmod 700 "$data"
+	as_pg "pg_basebackup -h 127.0.0.1 -p 5432 -U postgres -D $data -R -X stream -c fast"
+	# Trust local TCP connections, as on the primary.
+	cp "$hba" "$conf/pg_hba.conf"
+	chown postgres:postgres "$conf/pg_hba.conf"
+fi
+
+log "starting"
+pg_ctlcluster --skip-systemctl-redirect "$version" replica start || true
+for _ in $(seq 1 60); do
+	in_recovery && break
+	sleep 1
+done
+if ! in_recovery; then
+	echo "the replica on 127.0.0.1:$port did not come up in hot standby" >&2
+	tail -n 20 "/var/log/postgresql/postgresql-$version-replica.log" >&2 || true
+	exit 1
+fi
+log "streaming on 127.0.0.1:$port"

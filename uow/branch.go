@@ -3,6 +3,8 @@ package uow
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/uowkit/uowkit/internal/seam"
 )
@@ -196,6 +198,15 @@ func (t *txn) begin(b *branch) {
 			break
 		}
 	}
+	if err == nil {
+		if set := t.opts.settings(); set != "" {
+			if err = tx.Exec(b.ctx, set); err != nil {
+				err = fmt.Errorf("uow: setting %s: %w", set, err)
+				_ = tx.Rollback()
+				tx = nil
+			}
+		}
+	}
 	if err != nil {
 		if b.ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, context.Cause(b.ctx))
@@ -266,4 +277,20 @@ func (b *branch) usable() error {
 		return ErrBusy
 	}
 	return nil
+}
+
+// settings returns the statement that applies c's server-side settings to a
+// transaction just begun (set_config(..., true): they end with it), or "".
+func (c config) settings() string {
+	if c.stmtTimeout == 0 && c.lockTimeout == 0 {
+		return ""
+	}
+	var sets []string
+	if c.stmtTimeout > 0 {
+		sets = append(sets, "set_config('statement_timeout', '"+strconv.FormatInt(c.stmtTimeout.Milliseconds(), 10)+"ms', true)")
+	}
+	if c.lockTimeout > 0 {
+		sets = append(sets, "set_config('lock_timeout', '"+strconv.FormatInt(c.lockTimeout.Milliseconds(), 10)+"ms', true)")
+	}
+	return "SELECT " + strings.Join(sets, ", ")
 }

@@ -62,6 +62,8 @@ const (
 	setPropagation
 	setRetry
 	setAtomic
+	setStatementTimeout
+	setLockTimeout
 )
 
 // config is the resolved set of options of one unit.
@@ -72,6 +74,8 @@ type config struct {
 	propagation Propagation
 	retry       retrySetting
 	atomic      bool  // two-phase commit across sources (Atomic)
+	stmtTimeout time.Duration
+	lockTimeout time.Duration
 	set         uint8 // options given by the call being resolved
 	err         error // the first contradiction found
 	attempt     int   // the attempt of a retrying Do a root unit is, from 1
@@ -87,7 +91,8 @@ func (c *config) mark(bit uint8, name string, same bool) {
 }
 
 // Option configures one unit (Begin) or one call (Do). Options are values,
-// made by Isolation, ReadOnly, Timeout, Propagate, Retry and NoRetry; the
+// made by Isolation, ReadOnly, Timeout, StatementTimeout, LockTimeout,
+// Atomic, Propagate, Retry and NoRetry; the
 // zero Option does nothing.
 type Option struct {
 	bit       uint8 // which option; 0 for none
@@ -120,6 +125,12 @@ func (c *config) apply(o Option) {
 	case setAtomic:
 		c.mark(setAtomic, "Atomic", true)
 		c.atomic = true
+	case setStatementTimeout:
+		c.mark(setStatementTimeout, "StatementTimeout", c.stmtTimeout == o.timeout)
+		c.stmtTimeout = o.timeout
+	case setLockTimeout:
+		c.mark(setLockTimeout, "LockTimeout", c.lockTimeout == o.timeout)
+		c.lockTimeout = o.timeout
 	}
 }
 
@@ -165,6 +176,39 @@ func Timeout(d time.Duration) Option {
 // unit that is not atomic fails with ErrIncompatible.
 func Atomic() Option { return Option{bit: setAtomic} }
 
+// StatementTimeout sets PostgreSQL's statement_timeout for the unit's
+// transactions: a statement that runs longer is cancelled by the server
+// (SQLSTATE 57014), which marks the unit rollback-only. It is set right after
+// each BEGIN with set_config('statement_timeout', ..., true), scoped to the
+// transaction, so it never outlives the unit, even on a server connection
+// that PgBouncer (transaction pooling) hands to another client next: never
+// a session SET. It costs one more round trip per source, on PostgreSQL
+// sources only (another database fails the BEGIN with its error). A unit
+// that joins or nests in an active unit whose statement_timeout is not at
+// least as short fails with ErrIncompatible. Timeout,
+// by contrast, is enforced by the client and also bounds the wait for a
+// connection. A duration below one millisecond panics; so does a negative
+// one.
+func StatementTimeout(d time.Duration) Option {
+	if d < time.Millisecond {
+		panic(fmt.Sprintf("uow: StatementTimeout(%v): want at least 1ms", d))
+	}
+	return Option{bit: setStatementTimeout, timeout: d}
+}
+
+// LockTimeout sets PostgreSQL's lock_timeout for the unit's transactions: a
+// statement that waits longer for a lock fails (SQLSTATE 55P03), which marks
+// the unit rollback-only. Like StatementTimeout it is scoped to the
+// transaction (set_config(..., true) after BEGIN), costs one round trip per
+// source (one in all, with StatementTimeout), and panics below one
+// millisecond.
+func LockTimeout(d time.Duration) Option {
+	if d < time.Millisecond {
+		panic(fmt.Sprintf("uow: LockTimeout(%v): want at least 1ms", d))
+	}
+	return Option{bit: setLockTimeout, timeout: d}
+}
+
 // Propagate sets what happens when a unit is already active in the context.
 func Propagate(p Propagation) Option { return Option{bit: setPropagation, prop: p} }
 
@@ -190,12 +234,21 @@ func effectiveIsolation(l sql.IsolationLevel) sql.IsolationLevel {
 	return l
 }
 
+// within reports whether a server-side timeout outer (0: none) satisfies
+// the requirement inner (0: none).
+func within(outer, inner time.Duration) bool {
+	return inner == 0 || (outer != 0 && outer <= inner)
+}
+
 // compatible reports whether a unit begun with outer satisfies inner.
 func compatible(outer, inner config) bool {
 	if inner.readOnly && !outer.readOnly {
 		return false
 	}
 	if inner.atomic && !outer.atomic {
+		return false
+	}
+	if !within(outer.stmtTimeout, inner.stmtTimeout) || !within(outer.lockTimeout, inner.lockTimeout) {
 		return false
 	}
 	if inner.isolation != sql.LevelDefault && effectiveIsolation(inner.isolation) > effectiveIsolation(outer.isolation) {
@@ -211,6 +264,12 @@ func describe(c config) string {
 	}
 	if c.atomic {
 		mode += " atomic"
+	}
+	if c.stmtTimeout > 0 {
+		mode += fmt.Sprintf(" statement_timeout=%v", c.stmtTimeout)
+	}
+	if c.lockTimeout > 0 {
+		mode += fmt.Sprintf(" lock_timeout=%v", c.lockTimeout)
 	}
 	return fmt.Sprintf("%s %s", effectiveIsolation(c.isolation), mode)
 }

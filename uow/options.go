@@ -73,7 +73,7 @@ type config struct {
 	timeout     time.Duration
 	propagation Propagation
 	retry       retrySetting
-	atomic      bool  // two-phase commit across sources (Atomic)
+	atomic      bool // two-phase commit across sources (Atomic)
 	stmtTimeout time.Duration
 	lockTimeout time.Duration
 	set         uint8 // options given by the call being resolved

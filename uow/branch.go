@@ -182,17 +182,29 @@ func (t *txn) begin(b *branch) {
 	o := seam.TxOptions{Isolation: t.opts.isolation, ReadOnly: t.opts.readOnly}
 	var tx seam.Tx
 	var err error
+	backend, rep := t.beginBackend(b, nil)
 	for attempt, attempts := 1, 1; ; attempt++ {
 		e := Event{Kind: EventBegin, Source: b.src.name}
+		if rep != nil {
+			e.Replica = rep.name
+		}
 		octx, start := t.m.start(t.obsCtx(), e)
-		tx, err = b.src.backend.Begin(b.ctx, o)
+		tx, err = backend.Begin(b.ctx, o)
 		e.Err = err
 		t.m.end(octx, e, start)
 		if err == nil || !connectionLost(err) || b.ctx.Err() != nil {
 			break
 		}
+		if rep != nil {
+			// The replica cannot be reached: skip it for a while, and
+			// begin on another one, or on the primary.
+			rep.fail(b.src.replicas.cooldown)
+			backend, rep = t.beginBackend(b, rep)
+			attempt, attempts = 0, 1
+			continue
+		}
 		if attempt == 1 {
-			attempts = 1 + b.src.backend.BeginAttempts()
+			attempts = 1 + backend.BeginAttempts()
 		}
 		if attempt >= attempts {
 			break

@@ -88,13 +88,14 @@ func (u *Unit) commitRoot() error {
 		return err
 	}
 	var err error
-	if t.opts.atomic && len(branches) > 1 {
+	if t.opts.atomic && !t.opts.readOnly && len(branches) > 1 {
 		err = t.commitTwoPhase(branches)
 	} else {
 		err = t.commitAll(branches)
 	}
 	switch o := commitOutcome(err); o {
 	case OutcomeCommitted:
+		t.recordPositions(branches)
 		u.end(stateCommitted, nil, phaseAfterCommit, o, nil)
 	case OutcomePartial, OutcomeUnknown, OutcomePending:
 		// Some of the work is, or may be, durable: neither "it committed"

@@ -21,6 +21,7 @@ type Manager struct {
 	observer Observer
 	resolve  time.Duration // ResolveOutcomes's bound; 0 when off
 	twoPhase *twoPhase     // TwoPhase's configuration; nil when off
+	replicas []pendingReplicas
 }
 
 // ManagerOption configures a Manager.
@@ -45,6 +46,7 @@ func New(db *sqlx.DB, opts ...ManagerOption) *Manager {
 	if m.twoPhase != nil {
 		m.twoPhase.bind(m)
 	}
+	m.bindReplicas()
 	return m
 }
 

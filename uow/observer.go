@@ -59,6 +59,12 @@ const (
 	// applied and 0 when it was a duplicate, skipped, and Err the
 	// handler's or the commit's failure.
 	EventInbox
+	// EventReplicaFallback reports that a read-only unit runs on the
+	// primary of a source that has replicas (WithReplicas): Source names
+	// the source and Err says why (ErrNoReplica, ErrReplicaBehind), or that
+	// a committed unit's read-your-writes position could not be read. It is
+	// a fact: it only reaches Observer.End.
+	EventReplicaFallback
 )
 
 // String returns the kind's name.
@@ -82,6 +88,8 @@ func (k EventKind) String() string {
 		return "relay"
 	case EventInbox:
 		return "inbox"
+	case EventReplicaFallback:
+		return "replica-fallback"
 	}
 	return "unknown"
 }
@@ -134,6 +142,9 @@ type Event struct {
 	Kind EventKind
 	// Source names the source (begin, commit, rollback, savepoint).
 	Source string
+	// Replica names the replica a BEGIN ran on ("" for the primary):
+	// "<source>.replica<n>", n counting from 1 in WithReplicas' order.
+	Replica string
 	// Duration is the time the operation took (End only).
 	Duration time.Duration
 	// Err is the failure, if any (End only, and EventRetry's Start: the
@@ -277,7 +288,7 @@ func NewSlogObserver(l *slog.Logger) Observer {
 	return ObserverFunc(func(ctx context.Context, e Event) {
 		level := slog.LevelDebug
 		switch {
-		case e.Kind == EventRetry:
+		case e.Kind == EventRetry || e.Kind == EventReplicaFallback:
 			level = slog.LevelWarn
 		case e.Kind == EventUnit && e.Outcome != OutcomeCommitted && e.Err == nil:
 			level = slog.LevelInfo
@@ -294,6 +305,9 @@ func NewSlogObserver(l *slog.Logger) Observer {
 		attrs := []slog.Attr{slog.String("event", e.Kind.String())}
 		if e.Source != "" {
 			attrs = append(attrs, slog.String("source", e.Source))
+		}
+		if e.Replica != "" {
+			attrs = append(attrs, slog.String("replica", e.Replica))
 		}
 		if e.Statement != "" {
 			attrs = append(attrs, slog.String("statement", e.Statement))

@@ -26,6 +26,8 @@ type source struct {
 	db      *sqlx.DB // nil for a source that is not database/sql
 	key     any      // what identifies the source: db, or an adapter's pool
 	backend seam.Backend
+	// replicas serve its read-only units (WithReplicas); nil for none.
+	replicas *replicaSet
 }
 
 // sqlBackend is a database/sql source, through sqlx.

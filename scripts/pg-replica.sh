@@ -16,8 +16,20 @@ in_recovery() {
 	[ "$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atqc 'select pg_is_in_recovery()' 2>/dev/null)" = t ]
 }
 
+streaming() {
+	[ "$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atqc 'select status from pg_stat_wal_receiver' 2>/dev/null)" = streaming ]
+}
+
+# A healthy replica streams; one that lost its place in the primary's WAL
+# (stopped too long without the slot below) never will again: rebuild it.
+rebuild=
 if in_recovery; then
-	exit 0
+	for _ in $(seq 1 20); do
+		streaming && exit 0
+		sleep 0.5
+	done
+	log "in recovery but not streaming: rebuilding it"
+	rebuild=1
 fi
 
 # The primary must let the replica stream its WAL.
@@ -28,7 +40,7 @@ if ! grep -Eq '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\
 	psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select pg_reload_conf()' >/dev/null
 fi
 
-if [ ! -f "$data/standby.signal" ]; then
+if [ -n "$rebuild" ] || [ ! -f "$data/standby.signal" ]; then
 	if [ -d "$conf" ]; then
 		pg_ctlcluster --skip-systemctl-redirect "$version" replica stop >/dev/null 2>&1 || true
 	else
@@ -36,11 +48,15 @@ if [ ! -f "$data/standby.signal" ]; then
 		pg_createcluster "$version" replica -p "$port" >/dev/null
 	fi
 	log "pg_basebackup from 127.0.0.1:5432"
+	# A physical replication slot keeps the WAL the replica has not yet
+	# received (the tests stop it, and pause its replay, for a while).
+	psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
+		"select pg_drop_replication_slot('uowkit_replica') from pg_replication_slots where slot_name = 'uowkit_replica'" >/dev/null
 	mkdir -p "$data"
 	find "$data" -mindepth 1 -delete
 	chown postgres:postgres "$data"
 	chmod 700 "$data"
-	as_pg "pg_basebackup -h 127.0.0.1 -p 5432 -U postgres -D $data -R -X stream -c fast"
+	as_pg "pg_basebackup -h 127.0.0.1 -p 5432 -U postgres -D $data -R -X stream -c fast -C -S uowkit_replica"
 	# Trust local TCP connections, as on the primary.
 	cp "$hba" "$conf/pg_hba.conf"
 	chown postgres:postgres "$conf/pg_hba.conf"
@@ -49,11 +65,11 @@ fi
 log "starting"
 pg_ctlcluster --skip-systemctl-redirect "$version" replica start || true
 for _ in $(seq 1 60); do
-	in_recovery && break
+	in_recovery && streaming && break
 	sleep 1
 done
-if ! in_recovery; then
-	echo "the replica on 127.0.0.1:$port did not come up in hot standby" >&2
+if ! in_recovery || ! streaming; then
+	echo "the replica on 127.0.0.1:$port did not come up streaming in hot standby" >&2
 	tail -n 20 "/var/log/postgresql/postgresql-$version-replica.log" >&2 || true
 	exit 1
 fi

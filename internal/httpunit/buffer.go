@@ -153,6 +153,9 @@ func (rn *runner) attempt(ctx context.Context, retryable func(error) bool) (*hel
 	cause := bw.u.RollbackOnly() // a failed statement, before the decision clears it
 	bw.done = true
 	h := heldResponse{bw: bw, o: c.decide(bw.u, status, retryable), status: status}
+	if !h.o.Replaced {
+		setConsistency(bw.header, r)
+	}
 	failure := h.o.Err
 	if !h.o.Replaced {
 		failure = cause

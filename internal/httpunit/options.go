@@ -27,7 +27,11 @@ type Options struct {
 	RetryAfter      time.Duration
 	HookTimeout     time.Duration
 	HookGroup       *sync.WaitGroup
+	Consistency     bool
 }
+
+// ConsistencyHeader carries a uow.Consistency between requests.
+const ConsistencyHeader = "X-Consistency-LSN"
 
 // Defaults of Options' zero fields.
 const (

@@ -45,6 +45,18 @@ type Stream struct {
 
 // ServeIn is Serve with the streaming state in st (nil: a new one).
 func (c *Config) ServeIn(st *Stream, w http.ResponseWriter, r *http.Request, next http.Handler, watch Watcher) {
+	if c.o.Consistency {
+		cons, err := uow.ParseConsistency(r.Header.Get(ConsistencyHeader))
+		if err != nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, "invalid "+ConsistencyHeader+" header: "+err.Error()+"\n")
+			d := decision{c: c, r: r, w: w, watch: watch}
+			d.out(http.StatusBadRequest)
+			return
+		}
+		r = r.WithContext(uow.WithConsistency(r.Context(), cons))
+	}
 	if c.o.Buffer > 0 {
 		c.serveBuffered(w, r, next, watch)
 		return
@@ -109,6 +121,9 @@ func (d *decision) decide(status int) bool {
 	d.done = true
 	o := d.c.decide(d.u, status, d.retryable)
 	d.c.report(d.r, o.Err)
+	if !o.Replaced {
+		setConsistency(d.w.Header(), d.r)
+	}
 	if o.Replaced {
 		d.replaced = true
 		d.fail(o)
@@ -156,6 +171,16 @@ func hijacker(w http.ResponseWriter) http.Hijacker {
 			w = t.Unwrap()
 		default:
 			return nil
+		}
+	}
+}
+
+// setConsistency puts the positions of the request's Consistency, if any,
+// in h: the response carries what its units committed.
+func setConsistency(h http.Header, r *http.Request) {
+	if c := uow.ConsistencyFrom(r.Context()); c != nil {
+		if v := c.String(); v != "" {
+			h.Set(ConsistencyHeader, v)
 		}
 	}
 }

@@ -62,8 +62,14 @@ func requireReplica(tb testing.TB) {
 	if err == nil {
 		defer db.Close()
 		var standby bool
-		if err = db.QueryRow(`SELECT pg_is_in_recovery()`).Scan(&standby); err == nil && !standby {
+		var status sql.NullString
+		err = db.QueryRow(`SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)`).Scan(&standby, &status)
+		switch {
+		case err != nil:
+		case !standby:
 			err = fmt.Errorf("it is not in recovery")
+		case status.String != "streaming":
+			err = fmt.Errorf("it is not streaming from the primary (wal receiver: %q)", status.String)
 		}
 	}
 	if err == nil {
@@ -122,14 +128,15 @@ func StopReplica(tb testing.TB) {
 			db, err := sql.Open("postgres", replicaAdminURL())
 			if err == nil {
 				var standby bool
-				err = db.QueryRow(`SELECT pg_is_in_recovery()`).Scan(&standby)
+				var status sql.NullString
+				err = db.QueryRow(`SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)`).Scan(&standby, &status)
 				db.Close()
-				if err == nil && standby {
+				if err == nil && standby && status.String == "streaming" {
 					return
 				}
 			}
 			if time.Now().After(deadline) {
-				tb.Errorf("pgtest: the replica is not back in hot standby after 60 s: %v", err)
+				tb.Errorf("pgtest: the replica is not back, streaming in hot standby, after 60 s: %v", err)
 				return
 			}
 			time.Sleep(100 * time.Millisecond)

@@ -85,7 +85,21 @@ type Options struct {
 	// server can wait for them at shutdown: call http.Server.Shutdown, then
 	// HookGroup.Wait(), which HookTimeout bounds. Default: nil, not counted.
 	HookGroup *sync.WaitGroup
+	// Consistency, when true, gives read-your-writes across requests for
+	// sources with replicas (uow.WithReplicas): the request's units run
+	// under a uow.Consistency parsed from the request's X-Consistency-LSN
+	// header (ConsistencyHeader; absent: empty), so that a read-only unit
+	// reads a replica only once it has replayed what that header names; and
+	// the response carries the header again, with the positions of what the
+	// request's units committed added. A malformed header is answered 400,
+	// and the handler does not run. Default: false, the header is ignored.
+	Consistency bool
 }
+
+// ConsistencyHeader is the header that carries a uow.Consistency between
+// requests (Options.Consistency): "source=LSN" pairs, for example
+// "default=0/3000148".
+const ConsistencyHeader = httpunit.ConsistencyHeader
 
 // ReadOnlySafeMethods is a ready Options.UnitOptions: read-only units for
 // GET, HEAD and OPTIONS requests.

@@ -225,3 +225,46 @@ func TestConsistencyParsing(t *testing.T) {
 	assert.Panics(t, func() { uow.WithReplicas(nil, uow.Replicas{}) })
 	assert.Panics(t, func() { uow.New(nil, uow.WithReplicas(&sqlx.DB{}, uow.Replicas{DBs: []*sqlx.DB{{}}})) }, "not a source")
 }
+
+// Two replicas share the read-only units (round-robin); when one is
+// stopped, the other takes them all, with no fallback to the primary.
+func TestTwoReplicas(t *testing.T) {
+	r := setupReplica(t, "postgres")
+	second := openDB(t, "postgres", pgtest.Replica2URL(t, "replica"))
+	waitReplayed(t, r.primary, second)
+	ev := newEvents()
+	m := uow.New(r.primary, uow.WithObserver(ev),
+		uow.WithReplicas(r.primary, uow.Replicas{DBs: []*sqlx.DB{r.replica, second}, Cooldown: time.Hour}))
+	read := func() {
+		require.NoError(t, m.Do(context.Background(), func(ctx context.Context) error {
+			standby, err := where(ctx, r.primary)
+			assert.True(t, standby)
+			return err
+		}, uow.ReadOnly()))
+	}
+	tally := func() map[string]int {
+		n := map[string]int{}
+		for _, e := range ev.drain() {
+			switch e.Kind {
+			case uow.EventBegin:
+				n[e.Replica]++
+			case uow.EventReplicaFallback:
+				n["fallback"]++
+			}
+		}
+		return n
+	}
+	for range 10 {
+		read()
+	}
+	assert.Equal(t, map[string]int{"default.replica1": 5, "default.replica2": 5}, tally())
+
+	pgtest.StopReplica(t)
+	for range 10 {
+		read()
+	}
+	n := tally()
+	assert.Equal(t, 10, n["default.replica2"], "%v", n)
+	assert.LessOrEqual(t, n["default.replica1"], 1, "one failed BEGIN at most, then skipped: %v", n)
+	assert.Zero(t, n["fallback"])
+}

@@ -11,33 +11,52 @@ import (
 	"time"
 )
 
-// EnvReplicaURL names the environment variable with the URL of a streaming
-// replica of the server (its maintenance database); default
-// postgres://postgres@127.0.0.1:5433/postgres, the replica
-// scripts/pg-replica.sh starts (.ci/run runs it).
-const EnvReplicaURL = "UOWKIT_REPLICA_URL"
+// EnvReplicaURL and EnvReplica2URL name the environment variables with the
+// URLs of two streaming replicas of the server (their maintenance
+// databases); defaults postgres://postgres@127.0.0.1:5433/postgres and
+// :5434, the replicas scripts/pg-replica.sh starts (.ci/run runs it twice).
+const (
+	EnvReplicaURL  = "UOWKIT_REPLICA_URL"
+	EnvReplica2URL = "UOWKIT_REPLICA2_URL"
+)
 
-const defaultReplicaURL = "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
-
-func replicaAdminURL() string {
-	if u := os.Getenv(EnvReplicaURL); u != "" {
-		return u
-	}
-	return defaultReplicaURL
+var replicaURLs = [2]struct{ env, def string }{
+	{EnvReplicaURL, "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"},
+	{EnvReplica2URL, "postgres://postgres@127.0.0.1:5434/postgres?sslmode=disable"},
 }
 
-// ReplicaURL returns the URL of tag's database (see URL) on the replica,
-// once the replica has replayed its creation. It skips the test (fails it
-// under CI) when no replica in hot standby answers.
+func replicaAdminURL() string { return replicaN(0) }
+
+func replicaN(n int) string {
+	if u := os.Getenv(replicaURLs[n].env); u != "" {
+		return u
+	}
+	return replicaURLs[n].def
+}
+
+// ReplicaURL returns the URL of tag's database (see URL) on the first
+// replica, once the replica has replayed its creation. It skips the test
+// (fails it under CI) when no replica in hot standby streams there.
 func ReplicaURL(tb testing.TB, tag string) string {
+	tb.Helper()
+	return replicaDB(tb, 0, tag)
+}
+
+// Replica2URL is ReplicaURL on the second replica.
+func Replica2URL(tb testing.TB, tag string) string {
+	tb.Helper()
+	return replicaDB(tb, 1, tag)
+}
+
+func replicaDB(tb testing.TB, n int, tag string) string {
 	tb.Helper()
 	primary := URL(tb, tag)
 	p, err := url.Parse(primary)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	requireReplica(tb)
-	u, err := withDatabase(replicaAdminURL(), strings.TrimPrefix(p.Path, "/"))
+	requireReplicaN(tb, n)
+	u, err := withDatabase(replicaN(n), strings.TrimPrefix(p.Path, "/"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -54,11 +73,16 @@ func ReplicaURL(tb testing.TB, tag string) string {
 	}
 }
 
-// requireReplica skips tb, or fails it under CI, when no replica in hot
-// standby answers.
+// requireReplica skips tb, or fails it under CI, when the first replica
+// does not stream in hot standby.
 func requireReplica(tb testing.TB) {
 	tb.Helper()
-	db, err := sql.Open("postgres", replicaAdminURL())
+	requireReplicaN(tb, 0)
+}
+
+func requireReplicaN(tb testing.TB, n int) {
+	tb.Helper()
+	db, err := sql.Open("postgres", replicaN(n))
 	if err == nil {
 		defer db.Close()
 		var standby bool
@@ -75,7 +99,7 @@ func requireReplica(tb testing.TB) {
 	if err == nil {
 		return
 	}
-	why := fmt.Sprintf("pgtest: no streaming replica at %s (%v); run scripts/pg-replica.sh or set %s", redact(replicaAdminURL()), err, EnvReplicaURL)
+	why := fmt.Sprintf("pgtest: no streaming replica at %s (%v); run scripts/pg-replica.sh or set %s", redact(replicaN(n)), err, replicaURLs[n].env)
 	if os.Getenv("CI") != "" {
 		tb.Fatal(why)
 	}

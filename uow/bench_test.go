@@ -149,3 +149,36 @@ func BenchmarkTwoPhase(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadYourWrites measures what recording a read-your-writes
+// position costs a one-INSERT Do on a source with replicas: the SELECT
+// pg_current_wal_lsn() after COMMIT, made only under a Consistency.
+func BenchmarkReadYourWrites(b *testing.B) {
+	primary := pgtest.Open(b, "uow")
+	replica := sqlx.MustOpen("postgres", pgtest.ReplicaURL(b, "uow"))
+	b.Cleanup(func() { replica.Close() })
+	primary.MustExec(`CREATE TABLE IF NOT EXISTS bench_insert (id serial PRIMARY KEY, v int)`)
+	primary.SetMaxIdleConns(4)
+	m := uow.New(primary, uow.WithReplicas(primary, uow.Replicas{DBs: []*sqlx.DB{replica}}))
+	const q = `INSERT INTO bench_insert (v) VALUES ($1)`
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"Off", context.Background()},
+		{"On", uow.WithConsistency(context.Background(), uow.NewConsistency())},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				err := m.Do(c.ctx, func(ctx context.Context) error {
+					_, err := repo.From(ctx, primary).ExecContext(ctx, q, i)
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

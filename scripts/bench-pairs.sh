@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Issue 13's benchmarks, on the local PostgreSQL (max_prepared_transactions > 0):
+# Paired benchmarks of package uow on the local PostgreSQL (with
+# max_prepared_transactions > 0 and the replica on 5433):
 #   TwoPhase/Plain vs TwoPhase/Atomic: a unit with one INSERT on each of two
 #     databases, committed one after the other, or with a two-phase commit;
 #   ResolveOutcomes/Off vs On: a one-INSERT Do, with and without reading the
-#     transaction id before COMMIT.
+#     transaction id before COMMIT;
+#   ReadYourWrites/Off vs On: a one-INSERT Do on a source with a replica,
+#     without and with a Consistency (the WAL position read after COMMIT).
 # The test binary is built once; each pair runs alternately, in turn first,
 # ROUNDS times (-test.count 1 each), and the medians and their ratio are
 # printed. Usage: scripts/bench-2pc.sh [ROUNDS]
@@ -19,9 +22,11 @@ for r in $(seq 1 "$rounds"); do
 	if [ $((r % 2)) -eq 0 ]; then
 		run TwoPhase/Plain 300x; run TwoPhase/Atomic 300x
 		run ResolveOutcomes/Off 500x; run ResolveOutcomes/On 500x
+		run ReadYourWrites/Off 500x; run ReadYourWrites/On 500x
 	else
 		run TwoPhase/Atomic 300x; run TwoPhase/Plain 300x
 		run ResolveOutcomes/On 500x; run ResolveOutcomes/Off 500x
+		run ReadYourWrites/On 500x; run ReadYourWrites/Off 500x
 	fi
 done
 awk '
@@ -37,5 +42,6 @@ awk '
 		for (k in m) printf "%-40s %12.0f\n", k, m[k]
 		printf "Atomic / Plain:  %.2f\n", m["BenchmarkTwoPhase/Atomic"] / m["BenchmarkTwoPhase/Plain"]
 		printf "Resolve On / Off: %.2f\n", m["BenchmarkResolveOutcomes/On"] / m["BenchmarkResolveOutcomes/Off"]
+		printf "ReadYourWrites On / Off: %.2f\n", m["BenchmarkReadYourWrites/On"] / m["BenchmarkReadYourWrites/Off"]
 	}' "$out"
 echo "raw results: $out"

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,43 +21,116 @@ import (
 )
 
 func main() {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(env(os.Getenv, "LOG_LEVEL", "info"))); err != nil {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg, err := configFrom(os.Getenv)
-	if err == nil {
-		err = run(cfg, log, nil)
-	}
+	// With a bad configuration, cfg.LogLevel is Info (its zero value).
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if err != nil {
+		log.Error("bad configuration: webapp not started", slog.Any("error", err))
+		os.Exit(2)
+	}
+	if err := run(cfg, log, nil); err != nil {
 		log.Error("webapp stopped", slog.Any("error", err))
 		os.Exit(1)
 	}
 	log.Info("webapp stopped")
 }
 
-// config is the service's configuration, read from the environment.
+// config is the service's configuration, read from the environment. Its
+// zero value, but for the database, serves with no request deadline, a pool
+// of app.MaxConns, and no tracing.
 type config struct {
-	DatabaseURL string        // DATABASE_URL; empty: SQLite
-	SQLitePath  string        // SQLITE_PATH
-	Addr        string        // ADDR
-	Grace       time.Duration // SHUTDOWN_GRACE: how long in-flight requests may take to finish
-	OTLP        string        // OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty: no tracing
+	DatabaseURL    string        // DATABASE_URL; empty: SQLite
+	SQLitePath     string        // SQLITE_PATH; see defaultSQLitePath
+	MaxConns       int           // DB_MAX_CONNS: the PostgreSQL pool's size; 0: app.MaxConns
+	Addr           string        // ADDR
+	RequestTimeout time.Duration // REQUEST_TIMEOUT: the deadline of each request; 0: none
+	Grace          time.Duration // SHUTDOWN_GRACE: how long in-flight requests may take to finish
+	LogLevel       slog.Level    // LOG_LEVEL
+	OTLP           string        // OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty: no tracing
 }
 
+// Defaults of the settings.
+const (
+	defaultRequestTimeout = 10 * time.Second
+	defaultGrace          = 15 * time.Second
+)
+
+// configFrom reads the configuration through getenv. It reports every bad
+// value at once, each naming its variable, what it wants and what it got.
 func configFrom(getenv func(string) string) (config, error) {
-	grace, err := time.ParseDuration(env(getenv, "SHUTDOWN_GRACE", "15s"))
-	if err != nil || grace <= 0 {
-		return config{}, fmt.Errorf("SHUTDOWN_GRACE: want a positive duration such as 15s, got %q", getenv("SHUTDOWN_GRACE"))
+	var errs []error
+	bad := func(key, want string) {
+		errs = append(errs, fmt.Errorf("%s: want %s, got %q", key, want, getenv(key)))
 	}
-	return config{
+	cfg := config{
 		DatabaseURL: getenv("DATABASE_URL"),
-		SQLitePath:  env(getenv, "SQLITE_PATH", filepath.Join(os.TempDir(), "uowkit-webapp.db")),
+		SQLitePath:  getenv("SQLITE_PATH"),
 		Addr:        env(getenv, "ADDR", ":8080"),
-		Grace:       grace,
 		OTLP:        getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
-	}, nil
+	}
+	if cfg.DatabaseURL == "" && cfg.SQLitePath == "" {
+		path, err := defaultSQLitePath()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.SQLitePath = path
+	}
+	if n, err := strconv.Atoi(env(getenv, "DB_MAX_CONNS", strconv.Itoa(app.MaxConns))); err != nil || n <= 0 {
+		bad("DB_MAX_CONNS", fmt.Sprintf("a positive number of connections such as %d", app.MaxConns))
+	} else {
+		cfg.MaxConns = n
+	}
+	positive := func(key string, def time.Duration) time.Duration {
+		d, err := time.ParseDuration(env(getenv, key, def.String()))
+		if err != nil || d <= 0 {
+			bad(key, "a positive duration such as "+def.String())
+		}
+		return d
+	}
+	cfg.RequestTimeout = positive("REQUEST_TIMEOUT", defaultRequestTimeout)
+	cfg.Grace = positive("SHUTDOWN_GRACE", defaultGrace)
+	if err := cfg.LogLevel.UnmarshalText([]byte(env(getenv, "LOG_LEVEL", "info"))); err != nil {
+		bad("LOG_LEVEL", "debug, info, warn or error")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+// defaultSQLitePath is where the service keeps its SQLite file when neither
+// DATABASE_URL nor SQLITE_PATH is set: webapp.db under uowkit in the user's
+// cache directory (os.UserCacheDir: $XDG_CACHE_HOME or ~/.cache on Linux,
+// ~/Library/Caches on macOS, %LocalAppData% on Windows). It is the user's
+// own, so that another user's run neither sees the data nor owns the file
+// (as one in a shared /tmp would), it outlives a reboot, and it stays out
+// of the working directory, a checkout, say. The path is logged at start.
+func defaultSQLitePath() (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("SQLITE_PATH: not set, and no user cache directory for the default (%w): set SQLITE_PATH or DATABASE_URL", err)
+	}
+	return filepath.Join(dir, "uowkit", "webapp.db"), nil
+}
+
+// database is the database cfg names.
+func (cfg config) database() app.Database {
+	return app.Database{URL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath, MaxConns: cfg.MaxConns}
+}
+
+// LogValue lists the settings the service runs with, for the line it logs
+// at start; what could hold a secret describes itself without it (the
+// database's password: app.Database.LogValue). A new backing service (a
+// message broker) adds its group here, as the database does. Tracing logs
+// its own line (setupTracing).
+func (cfg config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("database", cfg.database()),
+		slog.String("addr", cfg.Addr),
+		slog.Duration("request_timeout", cfg.RequestTimeout),
+		slog.Duration("shutdown_grace", cfg.Grace),
+		slog.String("log_level", cfg.LogLevel.String()),
+	)
 }
 
 func env(getenv func(string) string, key, def string) string {
@@ -75,15 +150,13 @@ func run(cfg config, log *slog.Logger, ready func(net.Addr)) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), shutdownSignals...)
 	defer stop()
 
-	db, err := app.Open(cfg.DatabaseURL, cfg.SQLitePath)
+	log.Info("webapp starting", slog.Any("config", cfg))
+	db, err := app.Open(cfg.database())
 	if err != nil {
 		return err
 	}
 	// The pool closes last: after serve, no request is using it.
 	defer func() { err = errors.Join(err, db.Close()) }()
-	if cfg.DatabaseURL == "" {
-		log.Info("no DATABASE_URL: using SQLite", slog.String("path", cfg.SQLitePath))
-	}
 	if err := store.Migrate(ctx, db); err != nil {
 		return err
 	}
@@ -97,12 +170,12 @@ func run(cfg config, log *slog.Logger, ready func(net.Addr)) (err error) {
 		defer cancel()
 		err = errors.Join(err, tr.shutdown(flush))
 	}()
-	var opts []uow.ManagerOption
+	opts := app.Options{RequestTimeout: cfg.RequestTimeout}
 	if tr.observer != nil {
 		// The tracer first: the log lines then carry its span.
-		opts = append(opts, uow.WithObserver(uow.Observers(tr.observer, uow.NewSlogObserver(log))))
+		opts.Manager = append(opts.Manager, uow.WithObserver(uow.Observers(tr.observer, uow.NewSlogObserver(log))))
 	}
-	a, err := app.New(db, log, opts...)
+	a, err := app.New(db, log, opts)
 	if err != nil {
 		return err
 	}
@@ -130,16 +203,19 @@ const drain = 5 * time.Second
 var errShutdown = errors.New("server shutting down: grace period over")
 
 // serve runs srv on ln until ctx ends, then shuts down gracefully: it stops
-// accepting connections and waits, at most grace, for in-flight requests to
-// finish (their units commit or roll back). Requests still running then are
-// cancelled, so that their units roll back and give their connections back,
-// and serve waits at most drain for their handlers to return. It returns an
-// error only if the server failed or handlers were still running after
-// that: a cancelled request is the shutdown working as intended.
+// accepting connections, closes those on which no request has started (see
+// fresh), and waits, at most grace, for in-flight requests to finish (their
+// units commit or roll back). Requests still running then are cancelled, so
+// that their units roll back and give their connections back, and serve
+// waits at most drain for their handlers to return. It returns an error
+// only if the server failed or handlers were still running after that: a
+// cancelled request is the shutdown working as intended.
 func serve(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger, grace time.Duration) error {
 	requests, cancelRequests := context.WithCancelCause(context.Background())
 	defer cancelRequests(nil)
 	srv.BaseContext = func(net.Listener) context.Context { return requests }
+	conns := &fresh{conns: map[net.Conn]struct{}{}, next: srv.ConnState}
+	srv.ConnState = conns.track
 	errs := make(chan error, 1)
 	go func() { errs <- srv.Serve(ln) }()
 	select {
@@ -148,6 +224,7 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Log
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", slog.Duration("grace", grace))
+	conns.close()
 	err := shutdown(srv, grace)
 	if serr := <-errs; !errors.Is(serr, http.ErrServerClosed) {
 		return errors.Join(serr, err)
@@ -168,4 +245,49 @@ func shutdown(srv *http.Server, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	return srv.Shutdown(ctx)
+}
+
+// fresh tracks the server's connections on which no request has started
+// (http.StateNew), to close them at shutdown. http.Server.Shutdown closes
+// idle connections at once, but counts a new one as idle only 5 s after it
+// was accepted: a client that connected and has sent nothing (a
+// preconnecting browser or proxy, a port scanner) would hold the shutdown
+// for that long. Closing it loses no request: none has started on it. (A
+// request that was arriving on it just then is lost as one arriving on an
+// idle keep-alive connection is: the client sees the connection close
+// before any answer, and may retry it.)
+type fresh struct {
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closing bool                           // close every new connection at once
+	next    func(net.Conn, http.ConnState) // the server's own ConnState, or nil
+}
+
+// track is the server's ConnState.
+func (f *fresh) track(c net.Conn, s http.ConnState) {
+	f.mu.Lock()
+	switch {
+	case s != http.StateNew:
+		delete(f.conns, c)
+	case f.closing:
+		c.Close() // accepted as the listener closed
+	default:
+		f.conns[c] = struct{}{}
+	}
+	f.mu.Unlock()
+	if f.next != nil {
+		f.next(c, s)
+	}
+}
+
+// close closes the connections on which no request has started, and from
+// now on every new one as soon as it is accepted.
+func (f *fresh) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closing = true
+	for c := range f.conns {
+		c.Close()
+	}
+	clear(f.conns)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,12 +37,25 @@ type service struct {
 
 func startService(t *testing.T, grace time.Duration) *service {
 	url := pgtest.FreshURL(t, "webapp_"+t.Name())
-	s := &service{t: t, done: make(chan error, 1), db: sqlx.MustOpen("postgres", url)}
+	s := startWith(t, config{DatabaseURL: url, Addr: "127.0.0.1:0", Grace: grace}, quiet)
+	s.db = sqlx.MustOpen("postgres", url)
 	t.Cleanup(func() { s.db.Close() })
+	return s
+}
+
+// startSQLite runs the service on a SQLite file of the test's own, logging
+// to log.
+func startSQLite(t *testing.T, log *slog.Logger) *service {
+	path := filepath.Join(t.TempDir(), "webapp.db")
+	return startWith(t, config{SQLitePath: path, Addr: "127.0.0.1:0", Grace: time.Minute}, log)
+}
+
+// startWith runs the service with cfg in the background, and returns once
+// it listens. s.db is not set.
+func startWith(t *testing.T, cfg config, log *slog.Logger) *service {
+	s := &service{t: t, done: make(chan error, 1)}
 	ready := make(chan net.Addr, 1)
-	go func() {
-		s.done <- run(config{DatabaseURL: url, Addr: "127.0.0.1:0", Grace: grace}, quiet, func(a net.Addr) { ready <- a })
-	}()
+	go func() { s.done <- run(cfg, log, func(a net.Addr) { ready <- a }) }()
 	select {
 	case a := <-ready:
 		s.addr = a.String()
@@ -151,4 +165,31 @@ func TestGraceExpiryCancelsRequestsInFlight(t *testing.T) {
 	var n int
 	require.NoError(t, s.db.Get(&n, `SELECT count(*) FROM players`))
 	assert.Zero(t, n, "the cancelled request's unit rolled back")
+}
+
+// A client that opened a connection and sent nothing does not hold the
+// shutdown up: net/http's Shutdown counts such a connection as idle, and
+// closes it, only 5 s after it was accepted; the service closes it at once.
+// (In-flight requests still finish: TestSignalsShutDownGracefully.) The
+// bound is functional, not a benchmark: well under those 5 s.
+func TestSilentConnectionDoesNotHoldShutdown(t *testing.T) {
+	s := startSQLite(t, quiet)
+	silent, err := net.Dial("tcp", s.addr)
+	require.NoError(t, err)
+	defer silent.Close()
+	// The server accepts connections in order: once a request on a later
+	// one is answered, the silent one has been accepted, and is new.
+	later := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := later.Get("http://" + s.addr + "/healthz")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+
+	start := time.Now()
+	s.signal(syscall.SIGTERM)
+	require.NoError(t, s.stopped())
+	assert.Less(t, time.Since(start), 3*time.Second, "run returned long after the signal")
+	n, err := silent.Read(make([]byte, 1))
+	assert.Zero(t, n)
+	assert.ErrorIs(t, err, io.EOF, "the server closed the silent connection")
 }

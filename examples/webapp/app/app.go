@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -40,20 +42,69 @@ type App struct {
 	Manager *uow.Manager
 }
 
-// MaxConns is the size of the PostgreSQL pool.
+// MaxConns is the default size of the PostgreSQL pool (Database.MaxConns).
 const MaxConns = 20
 
-// Open opens PostgreSQL at databaseURL, or, when it is empty, the SQLite
-// file at sqlitePath (created if missing).
+// Database says which database the service uses: PostgreSQL when URL is
+// set, else a SQLite file. Logged (slog.Any), it describes itself without
+// its password (see LogValue).
+type Database struct {
+	// URL is PostgreSQL's connection string, a postgres:// URL or
+	// key=value pairs (lib/pq's syntax; PG* environment variables fill in
+	// what it leaves out). Empty: SQLite.
+	URL string
+	// SQLitePath is the SQLite file, created (with its directory) if
+	// missing. Used when URL is empty.
+	SQLitePath string
+	// MaxConns is the size of the PostgreSQL pool; 0 means MaxConns.
+	// SQLite always gets one connection (see Open).
+	MaxConns int
+}
+
+// maxConns returns the PostgreSQL pool's size.
+func (d Database) maxConns() int {
+	if d.MaxConns > 0 {
+		return d.MaxConns
+	}
+	return MaxConns
+}
+
+// LogValue describes d for the log: PostgreSQL's host, port, database,
+// user and pool size, never its password or the rest of URL (which may
+// carry it, also as a query parameter); or SQLite's absolute path.
+func (d Database) LogValue() slog.Value {
+	if d.URL == "" {
+		path, err := filepath.Abs(d.SQLitePath)
+		if err != nil {
+			path = d.SQLitePath
+		}
+		return slog.GroupValue(slog.String("driver", "sqlite"), slog.String("path", path), slog.Int("max_conns", 1))
+	}
+	c, err := pq.NewConfig(d.URL)
+	if err != nil {
+		// The error could quote the URL: say only that it is unusable.
+		return slog.GroupValue(slog.String("driver", "postgres"), slog.String("error", "DATABASE_URL cannot be parsed"))
+	}
+	return slog.GroupValue(slog.String("driver", "postgres"),
+		slog.String("host", c.Host), slog.Int("port", int(c.Port)),
+		slog.String("name", c.Database), slog.String("user", c.User),
+		slog.Int("max_conns", d.maxConns()))
+}
+
+// Open opens PostgreSQL at d.URL, or, when it is empty, the SQLite file at
+// d.SQLitePath (created if missing).
 //
 // Either pool is opened on a uow.Guard connector: a statement sent on the
 // pool itself, in autocommit, while its context carries a unit (a
 // repository handed the pool where the unit's handle belonged) fails with
 // uow.ErrAutocommit instead of committing at once whatever becomes of the
 // unit. Outside a unit (migrations, tools) the pool works as usual.
-func Open(databaseURL, sqlitePath string) (*sqlx.DB, error) {
-	if databaseURL != "" {
-		c, err := pq.NewConnector(databaseURL)
+func Open(d Database) (*sqlx.DB, error) {
+	if d.MaxConns < 0 {
+		return nil, fmt.Errorf("app: MaxConns %d: want a positive pool size (0: %d)", d.MaxConns, MaxConns)
+	}
+	if d.URL != "" {
+		c, err := pq.NewConnector(d.URL)
 		if err != nil {
 			return nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
@@ -63,15 +114,18 @@ func Open(databaseURL, sqlitePath string) (*sqlx.DB, error) {
 		// connections stay open between bursts (database/sql keeps only 2
 		// idle ones by default, and PostgreSQL starts a process for each
 		// new one).
-		db.SetMaxOpenConns(MaxConns)
-		db.SetMaxIdleConns(MaxConns)
+		db.SetMaxOpenConns(d.maxConns())
+		db.SetMaxIdleConns(d.maxConns())
 		return db, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(d.SQLitePath), 0o700); err != nil {
+		return nil, fmt.Errorf("SQLITE_PATH: %w", err)
 	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
-	c, err := sqlite.NewConnector("file:" + sqlitePath + "?" + q.Encode())
+	c, err := sqlite.NewConnector("file:" + d.SQLitePath + "?" + q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("SQLITE_PATH: %w", err)
 	}
@@ -109,10 +163,29 @@ const Buffer = 1 << 20
 // on a goroutine of their own.
 const HookTimeout = 10 * time.Second
 
+// Options are the service's settings beyond its database. The zero value
+// is the service without a request deadline.
+type Options struct {
+	// RequestTimeout, when positive, bounds each request: once it passes,
+	// the request's unit rolls back at once, the statement it runs or the
+	// lock or pool connection it waits for is given up, and the client gets
+	// 504 {"error":"timeout"} (nethttp.Options.Timeout).
+	RequestTimeout time.Duration
+	// Manager holds manager options, applied after the app's own (an
+	// Observer given here replaces the slog one).
+	Manager []uow.ManagerOption
+}
+
 // New wires the service over db, whose schema must be migrated
-// (store.Migrate). opts come after the app's own manager options (an
-// Observer given here replaces the slog one).
-func New(db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*App, error) {
+// (store.Migrate).
+//
+// Every request gets an id (httpapi.RequestID) and an access log line
+// (httpapi.AccessLog) carrying it, as do the log lines of its units
+// (uow.NewSlogObserver).
+func New(db *sqlx.DB, log *slog.Logger, o Options) (*App, error) {
+	if o.RequestTimeout < 0 {
+		return nil, fmt.Errorf("app: negative RequestTimeout %s", o.RequestTimeout)
+	}
 	d, err := store.DialectOf(db)
 	if err != nil {
 		return nil, err
@@ -125,7 +198,7 @@ func New(db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*App, error)
 		// service's Do calls join the request's unit and never retry on
 		// their own.
 		uow.WithDefaults(uow.Retry(RetryPolicy)),
-	}, opts...)...)
+	}, o.Manager...)...)
 	// Repositories are bound explicitly to each unit's handle on db.
 	runner := uow.NewRunner(m, func(u *uow.Unit) service.Repos {
 		q := u.On(db)
@@ -142,17 +215,21 @@ func New(db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*App, error)
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.Use(httpapi.Recover())
+	// Outermost first: the request id, then the access log, which sees the
+	// final status of everything inside it.
+	e.Use(httpapi.RequestID(), httpapi.AccessLog(log), httpapi.Recover())
 	hooks := &sync.WaitGroup{}
 	e.Use(uowecho.TransactionWithOptions(m, nethttp.Options{
 		UnitOptions:     nethttp.ReadOnlySafeMethods, // the read side runs read-only
+		Timeout:         o.RequestTimeout,
 		Buffer:          Buffer,
 		HookTimeout:     HookTimeout,
 		HookGroup:       hooks,
 		FailureResponse: httpapi.UnitFailure,
 		ErrorHandler: func(r *http.Request, err error) {
 			log.Log(r.Context(), unitErrorLevel(err), "unit not committed",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err),
+				slog.String("id", r.Header.Get(echo.HeaderXRequestID)))
 		},
 	}))
 	httpapi.Register(e, svc, log)

@@ -34,6 +34,7 @@ func TestFailedCommitAnswersJSON(t *testing.T) {
 
 	r := c.send(context.Background(), "POST", "/teams", `{"name":"boom","capacity":3}`)
 	assertInternal(t, r, http.StatusInternalServerError)
+	assert.NotEmpty(t, r.header.Get("X-Request-Id"), "the replacing response keeps the request id")
 	assert.Zero(t, count(t, e.db, `SELECT count(*) FROM teams`))
 	assert.Zero(t, count(t, e.db, `SELECT count(*) FROM events`))
 
@@ -51,6 +52,7 @@ func TestFailedCommitAnswersJSON(t *testing.T) {
 	for _, rec := range failures {
 		assert.Equal(t, slog.LevelError, rec.Level)
 		assert.Contains(t, attr(rec, "error"), "rejected at COMMIT", "the cause is logged, not sent")
+		assert.NotEmpty(t, attr(rec, "id"), "the line carries the request's id")
 	}
 }
 
@@ -126,6 +128,8 @@ func TestServerErrorsTellTheClientNothing(t *testing.T) {
 		require.Len(t, failed, 1)
 		assert.Equal(t, slog.LevelError, failed[0].Level)
 		assert.Contains(t, attr(failed[0], "error"), "explode: secret internals")
+		require.NotEmpty(t, r.header.Get("X-Request-Id"))
+		assert.Equal(t, r.header.Get("X-Request-Id"), attr(failed[0], "id"), "the line carries the request's id")
 	})
 }
 

@@ -60,7 +60,7 @@ func postgres(t *testing.T) env {
 
 func open(t *testing.T, url, path string, pg bool) env {
 	pool := func() *sqlx.DB {
-		db, err := app.Open(url, path)
+		db, err := app.Open(app.Database{URL: url, SQLitePath: path})
 		require.NoError(t, err)
 		t.Cleanup(func() {
 			assert.Zero(t, db.Stats().InUse, "connections still in use at the end of the test")
@@ -83,7 +83,12 @@ type client struct {
 // start serves the app over db on a real HTTP server, closed (after its
 // requests have finished) at the end of the test.
 func start(t *testing.T, db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*client, *app.App) {
-	a, err := app.New(db, log, opts...)
+	return startWith(t, db, log, app.Options{Manager: opts})
+}
+
+// startWith is start with the app's options.
+func startWith(t *testing.T, db *sqlx.DB, log *slog.Logger, o app.Options) (*client, *app.App) {
+	a, err := app.New(db, log, o)
 	require.NoError(t, err)
 	h := &hooks{changed: make(chan struct{})}
 	a.Echo.Use(h.last) // innermost: after the unit middleware

@@ -55,15 +55,26 @@ type handlers struct {
 	log *slog.Logger
 }
 
-// Register adds the API's routes and error handler to e.
+// Register adds the API's routes and error handler to e. Every GET route
+// answers HEAD too (see get).
 func Register(e *echo.Echo, svc Service, log *slog.Logger) {
 	h := &handlers{svc: svc, log: log}
 	e.HTTPErrorHandler = h.error
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	get(e, "/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.POST("/teams", h.createTeam)
-	e.GET("/teams/:id", h.team)
+	get(e, "/teams/:id", h.team)
 	e.POST("/teams/:id/players", h.addPlayer)
 	e.POST("/players/:id/move", h.movePlayer)
+}
+
+// get routes GET and HEAD requests for path to h. Echo routes HEAD only
+// where it is registered (elsewhere it answers 405); with the same handler,
+// a HEAD request gets the status and headers (Content-Length included) of
+// the GET, and net/http drops the body it writes. HEAD is a safe method: it
+// runs read-only, as GET does (nethttp.ReadOnlySafeMethods).
+func get(e *echo.Echo, path string, h echo.HandlerFunc) {
+	e.GET(path, h)
+	e.HEAD(path, h)
 }
 
 func (h *handlers) createTeam(c echo.Context) error {
@@ -144,21 +155,43 @@ func id(c echo.Context) (int64, error) {
 	return n, nil
 }
 
-// MaxBody bounds a request body, in bytes.
+// MaxBody bounds a request body, in bytes. A larger one is answered 413.
 const MaxBody = 1 << 16
 
+// errTooLarge answers a request body larger than MaxBody.
+var errTooLarge = echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody))
+
 // decode reads a JSON body strictly: one object, known fields only, nothing
-// after it but white space.
+// after it but white space. A body larger than MaxBody is refused with 413:
+// at once when its Content-Length says so, else when reading it passes the
+// limit (a chunked body), even in the middle of a valid document.
 func decode(c echo.Context, v any) error {
-	d := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, MaxBody))
+	r := c.Request()
+	if r.ContentLength > MaxBody {
+		return errTooLarge
+	}
+	d := json.NewDecoder(http.MaxBytesReader(c.Response(), r.Body, MaxBody))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
+		if tooLarge(err) {
+			return errTooLarge
+		}
 		return domain.Errorf(domain.Invalid, "invalid JSON body")
 	}
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		if tooLarge(err) {
+			return errTooLarge
+		}
 		return domain.Errorf(domain.Invalid, "invalid JSON body: trailing data")
 	}
 	return nil
+}
+
+// tooLarge reports whether err is http.MaxBytesReader's: the body passed
+// MaxBody.
+func tooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
 }
 
 var statuses = map[domain.Code]int{
@@ -190,7 +223,7 @@ func (h *handlers) error(err error, c echo.Context) {
 	status, msg, level := classify(r.Context(), err)
 	if status >= 500 {
 		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", status), slog.Any("error", err)}
+			slog.Int("status", status), slog.Any("error", err), slog.String("id", r.Header.Get(echo.HeaderXRequestID))}
 		var pe *panicError
 		if errors.As(err, &pe) {
 			attrs = append(attrs, slog.String("stack", string(pe.stack)))
@@ -244,7 +277,10 @@ func classify(ctx context.Context, err error) (int, string, slog.Level) {
 // middleware's FailureResponse (nethttp.Options), which writes to w, not
 // through Echo: the handler's response is being replaced. err only chooses
 // the message, and is logged by the middleware's ErrorHandler, never shown.
-func UnitFailure(w http.ResponseWriter, _ *http.Request, status int, err error) {
+//
+// The middleware drops every header of the replaced response, the request
+// id's too: UnitFailure sets it again (see RequestID).
+func UnitFailure(w http.ResponseWriter, r *http.Request, status int, err error) {
 	msg := msgInternal
 	switch {
 	case status == http.StatusGatewayTimeout:
@@ -253,6 +289,9 @@ func UnitFailure(w http.ResponseWriter, _ *http.Request, status int, err error) 
 		msg = msgCancelled
 	case status == http.StatusServiceUnavailable:
 		msg = msgConflict
+	}
+	if id := r.Header.Get(echo.HeaderXRequestID); id != "" {
+		w.Header().Set(echo.HeaderXRequestID, id)
 	}
 	w.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	_ = json.NewEncoder(w).Encode(errorJSON{msg})

@@ -3,6 +3,7 @@ package uow
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/uowkit/uowkit/internal/seam"
 )
@@ -11,6 +12,17 @@ import (
 // own kind, and their handles' statements run like the Handle's.
 
 func init() {
+	seam.AddReplicas = func(key any, backends []seam.Backend, maxWait, cooldown time.Duration) any {
+		rb := make([]replicaBackend, len(backends))
+		for i, b := range backends {
+			r, ok := b.(replicaBackend)
+			if !ok {
+				panic("uow: WithReplicas: a replica's backend cannot run statements outside a unit")
+			}
+			rb[i] = r
+		}
+		return withReplicas(key, rb, maxWait, cooldown)
+	}
 	seam.AddSource = func(name string, key any, b seam.Backend) any {
 		return ManagerOption(func(m *Manager) {
 			switch {

@@ -69,21 +69,52 @@ func WithReplicas(primary *sqlx.DB, r Replicas) ManagerOption {
 	if primary == nil || len(r.DBs) == 0 || slices.Contains(r.DBs, nil) {
 		panic("uow: WithReplicas: nil primary, or no replicas, or a nil one")
 	}
-	if r.MaxWait < 0 || r.Cooldown < 0 {
-		panic(fmt.Sprintf("uow: WithReplicas: negative MaxWait (%v) or Cooldown (%v)", r.MaxWait, r.Cooldown))
+	backends := make([]replicaBackend, len(r.DBs))
+	for i, db := range r.DBs {
+		backends[i] = sqlBackend{db}
 	}
-	if r.Cooldown == 0 {
-		r.Cooldown = 5 * time.Second
+	return withReplicas(primary, backends, r.MaxWait, r.Cooldown)
+}
+
+// replicaBackend is what a replica needs: BEGIN, and statements outside a
+// unit (its replay position).
+type replicaBackend interface {
+	seam.Backend
+	seam.OutsideBackend
+}
+
+func withReplicas(key any, backends []replicaBackend, maxWait, cooldown time.Duration) ManagerOption {
+	if maxWait < 0 || cooldown < 0 {
+		panic(fmt.Sprintf("uow: WithReplicas: negative MaxWait (%v) or Cooldown (%v)", maxWait, cooldown))
 	}
-	return func(m *Manager) { m.replicas = append(m.replicas, pendingReplicas{primary, r}) }
+	if cooldown == 0 {
+		cooldown = 5 * time.Second
+	}
+	return func(m *Manager) {
+		m.replicas = append(m.replicas, pendingReplicas{key, backends, maxWait, cooldown})
+	}
 }
 
 type pendingReplicas struct {
-	primary *sqlx.DB
-	cfg     Replicas
+	primary           any
+	backends          []replicaBackend
+	maxWait, cooldown time.Duration
 }
 
 var sourceNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// backendKey returns what would identify b as a source: its database for
+// database/sql, else b itself (an adapter's backend is keyed by its pool,
+// which its Keyed method returns).
+func backendKey(b replicaBackend) any {
+	switch b := b.(type) {
+	case sqlBackend:
+		return b.db
+	case interface{ Key() any }:
+		return b.Key()
+	}
+	return b
+}
 
 // bindReplicas attaches the replicas to their sources, once every source is
 // added.
@@ -98,12 +129,12 @@ func (m *Manager) bindReplicas() {
 		case !sourceNamePattern.MatchString(s.name):
 			panic(fmt.Sprintf("uow: WithReplicas: source name %q: want letters, digits, '_', '-' or '.'", s.name))
 		}
-		rs := &replicaSet{maxWait: p.cfg.MaxWait, cooldown: p.cfg.Cooldown}
-		for i, db := range p.cfg.DBs {
-			if m.byKey[db] != nil {
+		rs := &replicaSet{maxWait: p.maxWait, cooldown: p.cooldown}
+		for i, b := range p.backends {
+			if m.byKey[backendKey(b)] != nil {
 				panic(fmt.Sprintf("uow: WithReplicas: replica %d of %q is also a source", i, s.name))
 			}
-			rs.list = append(rs.list, &replica{name: s.name + ".replica" + strconv.Itoa(i+1), backend: sqlBackend{db}})
+			rs.list = append(rs.list, &replica{name: s.name + ".replica" + strconv.Itoa(i+1), backend: b})
 		}
 		s.replicas = rs
 	}
@@ -121,7 +152,7 @@ type replicaSet struct {
 // replica is one replica of a source.
 type replica struct {
 	name    string
-	backend sqlBackend
+	backend replicaBackend
 	down    atomic.Int64 // unix nanoseconds until which it is skipped
 }
 

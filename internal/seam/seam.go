@@ -9,6 +9,7 @@ package seam
 import (
 	"context"
 	"database/sql"
+	"time"
 )
 
 // TxOptions are what a BEGIN carries.
@@ -121,6 +122,12 @@ var Run func(unit any, key any, ctx context.Context, cursor bool, f func(ctx con
 // cursor of the source identified by key (a query's error surfaces when its
 // rows are read), when that source's backend says it is fatal.
 var Fail func(unit any, key any, err error)
+
+// AddReplicas returns a uow.ManagerOption (as any) that gives the source
+// identified by key the replicas served by backends (each also an
+// OutsideBackend), with uow.Replicas' MaxWait and Cooldown. Package uow sets
+// it.
+var AddReplicas func(key any, backends []Backend, maxWait, cooldown time.Duration) any
 
 // Active reports whether unit (a *uow.Unit, possibly nil) is active: begun
 // without a configuration error and not finished. Package uow sets it.

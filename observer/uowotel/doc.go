@@ -31,7 +31,13 @@
 // measurement: a lazy unit costs nothing, in traces too. Its children are:
 //
 //   - "uow.begin", "uow.commit" and "uow.rollback", one per source and
-//     operation; "uow.begin" includes the wait for a pool connection;
+//     operation; "uow.begin" includes the wait for a pool connection and,
+//     for a read-only unit begun on a replica, names it (uow.replica);
+//   - for an Atomic unit's two-phase commit, one "uow.commit" per step,
+//     whose db.operation.name is the step: PREPARE TRANSACTION and COMMIT
+//     PREPARED per source, the decision ("decision") on the decisions
+//     source, and "uow.rollback" spans of ROLLBACK PREPARED when it is
+//     abandoned;
 //   - "uow.savepoint", one per savepoint statement of a nested unit
 //     (SAVEPOINT, ROLLBACK TO SAVEPOINT, RELEASE SAVEPOINT);
 //   - the database driver's spans, when the driver is instrumented (with
@@ -39,7 +45,11 @@
 //     run on a context that carries the unit's span.
 //
 // Joined and nested units are scopes of their root's span, not spans of
-// their own; the unit span's uow.scopes lists them.
+// their own; the unit span's uow.scopes lists them. A read-only unit that
+// runs on the primary of a source with replicas gets a span event
+// "uow.replica_fallback" (uow.source, error.type) on its span. Facts
+// reported outside a unit (an outbox relay's rounds, an inbox's messages)
+// are metrics only: they make no span.
 //
 // A retried Do, or a request re-run by the HTTP middleware in buffered mode,
 // makes one "uow.unit" span per attempt and, between two attempts, a
@@ -65,16 +75,33 @@
 //
 //   - uow.unit.duration (histogram, s): root units from first use to end, by
 //     uow.outcome;
-//   - uow.commit.duration (histogram, s): each source's COMMIT, by uow.source
-//     and, for a failed one, error.type;
+//   - uow.commit.duration (histogram, s): each source's COMMIT (or, in a
+//     two-phase commit, its COMMIT PREPARED; not PREPARE TRANSACTION nor the
+//     decision), by uow.source and, for a failed one, error.type;
 //   - uow.retries (counter, {retry}): re-runs after a retryable failure, by
 //     the failed attempt's uow.sqlstate (absent when it has none);
 //   - uow.rollbacks (counter, {unit}): root units rolled back, by uow.outcome
 //     ("rolled back" or "rollback-only");
-//   - uow.commits.partial and uow.commits.unknown (counters, {unit}): commits
-//     that were partial across sources, or whose outcome is unknown;
+//   - uow.commits.partial, uow.commits.unknown and uow.commits.pending
+//     (counters, {unit}): commits that were partial across sources, whose
+//     outcome is unknown, or two-phase commits decided but still prepared on
+//     some sources;
 //   - uow.hook.errors (counter, {hook}): after-commit and after-rollback hooks
-//     that failed or panicked.
+//     that failed or panicked;
+//   - uow.replica.fallbacks (counter, {fallback}): read-only units run on the
+//     primary of a source with replicas, by uow.source and error.type
+//     (uow.ErrNoReplica, uow.ErrReplicaBehind);
+//   - uow.outbox.delivered and uow.outbox.failed (counters, {message}): an
+//     outbox relay's deliveries, by uow.source (the outbox table), and
+//     uow.outbox.lag (gauge, s): the age of its oldest undelivered message
+//     after a round;
+//   - uow.inbox.messages (counter, {message}): messages an inbox handled, by
+//     uow.source (the inbox table), uow.applied and, for a failure,
+//     error.type.
+//
+// The relay and the inbox report to the Observer they are given
+// (outbox.RelayConfig.Observer, outbox.InboxConfig.Observer), not to a
+// manager's: give them the same one.
 //
 // # Cost and safety
 //

@@ -3,6 +3,7 @@ package uowotel_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -65,8 +66,9 @@ func (o *otelEnv) parent(name string) (context.Context, trace.Span) {
 }
 
 // outline renders the ended spans as an indented tree, children in the
-// order they started: each line is the span's name, its source (or
-// savepoint statement), and ERROR for a span with status Error.
+// order they started: each line is the span's name, its source, its
+// statement (a savepoint's, a two-phase commit's step), its replica, and
+// ERROR for a span with status Error.
 func (o *otelEnv) outline() string {
 	return render(o.spans.Ended(), func(s sdktrace.ReadOnlySpan, indent string) string {
 		line := indent + s.Name()
@@ -74,8 +76,14 @@ func (o *otelEnv) outline() string {
 		if v, ok := a["uow.source"]; ok {
 			line += " " + v.AsString()
 		}
-		if s.Name() == "uow.savepoint" {
-			line += " " + a["db.operation.name"].AsString()
+		switch op := a["db.operation.name"].AsString(); {
+		case s.Name() == "uow.savepoint",
+			s.Name() == "uow.commit" && op != "COMMIT",
+			s.Name() == "uow.rollback" && op != "ROLLBACK":
+			line += " " + op
+		}
+		if v, ok := a["uow.replica"]; ok {
+			line += " on " + v.AsString()
 		}
 		if s.Status().Code == codes.Error {
 			line += " ERROR"
@@ -170,8 +178,8 @@ func exceptions(s sdktrace.ReadOnlySpan) []string {
 }
 
 // points collects the metrics: for each counter its value, for each
-// histogram its count, keyed by "name{k=v,...}" (attributes sorted; empty
-// braces omitted).
+// histogram its count, for each gauge its value in milliseconds, keyed by
+// "name{k=v,...}" (attributes sorted; empty braces omitted).
 func (o *otelEnv) points(t *testing.T) map[string]int64 {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
@@ -188,6 +196,10 @@ func (o *otelEnv) points(t *testing.T) map[string]int64 {
 			case metricdata.Histogram[float64]:
 				for _, p := range d.DataPoints {
 					out[key(m.Name, p.Attributes)] += int64(p.Count)
+				}
+			case metricdata.Gauge[float64]:
+				for _, p := range d.DataPoints {
+					out[key(m.Name, p.Attributes)] = int64(math.Round(p.Value * 1000))
 				}
 			default:
 				t.Fatalf("metric %s: unexpected data %T", m.Name, m.Data)

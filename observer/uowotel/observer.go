@@ -30,7 +30,17 @@ const (
 	keySQLState   = attribute.Key("uow.sqlstate")
 	keyRetryNo    = attribute.Key("uow.retry.attempt")
 	keyRetryDelay = attribute.Key("uow.retry.delay")
+	keyReplica    = attribute.Key("uow.replica")
+	keyApplied    = attribute.Key("uow.applied")
 )
+
+// eventReplicaFallback is the name of the span event a replica fallback
+// adds to its unit's span.
+const eventReplicaFallback = "uow.replica_fallback"
+
+// stmtCommitPrepared is the Statement of the EventCommit of a two-phase
+// commit's COMMIT PREPARED.
+const stmtCommitPrepared = "COMMIT PREPARED"
 
 // Span names, by event kind.
 const (
@@ -43,8 +53,9 @@ const (
 )
 
 // spanName returns the name of the span an event kind gets, or "" for a kind
-// that is not an operation (EventHookError) or that this version does not
-// know: those never start a span, and their End never ends one.
+// that is not an operation (EventHookError, EventReplicaFallback), that is
+// reported outside a unit (EventRelay, EventInbox), or that this version
+// does not know: those never start a span, and their End never ends one.
 func spanName(k uow.EventKind) string {
 	switch k {
 	case uow.EventUnit:
@@ -154,11 +165,15 @@ func startAttributes(span trace.Span, e uow.Event) {
 		}
 		span.SetAttributes(attrs...)
 	case uow.EventBegin:
-		span.SetAttributes(keySource.String(e.Source), opBegin)
+		if e.Replica != "" {
+			span.SetAttributes(keySource.String(e.Source), opBegin, keyReplica.String(e.Replica))
+		} else {
+			span.SetAttributes(keySource.String(e.Source), opBegin)
+		}
 	case uow.EventCommit:
-		span.SetAttributes(keySource.String(e.Source), opCommit)
+		span.SetAttributes(keySource.String(e.Source), operation(e, opCommit))
 	case uow.EventRollback:
-		span.SetAttributes(keySource.String(e.Source), opRollback)
+		span.SetAttributes(keySource.String(e.Source), operation(e, opRollback))
 	case uow.EventSavepoint:
 		span.SetAttributes(keySource.String(e.Source), semconv.DBOperationName(e.Statement))
 	case uow.EventRetry:
@@ -171,16 +186,48 @@ func startAttributes(span trace.Span, e uow.Event) {
 	}
 }
 
+// operation returns the db.operation.name of a commit or rollback: the
+// two-phase commit's step (Statement: PREPARE TRANSACTION, decision, COMMIT
+// PREPARED, ROLLBACK PREPARED), else plain.
+func operation(e uow.Event, plain attribute.KeyValue) attribute.KeyValue {
+	if e.Statement != "" {
+		return semconv.DBOperationName(e.Statement)
+	}
+	return plain
+}
+
 // End records e's metrics, completes its span and ends it. A fact that is
-// not an operation (EventHookError) is counted and ends no span.
+// not an operation (EventHookError, EventReplicaFallback) and a report from
+// outside a unit (EventRelay, EventInbox) are recorded and end no span.
 func (o *observer) End(ctx context.Context, e uow.Event) {
 	defer func() {
 		if r := recover(); r != nil {
 			otel.Handle(fmt.Errorf("uowotel: End(%v): panic: %v", e.Kind, r))
 		}
 	}()
-	if e.Kind == uow.EventHookError {
+	switch e.Kind {
+	case uow.EventHookError:
 		o.hookErrors.Add(ctx, 1)
+		return
+	case uow.EventReplicaFallback:
+		o.recordFallback(ctx, e)
+		if o.tracing {
+			// ctx is the unit's: its span, when it records, says that
+			// this source was read on the primary.
+			if span := trace.SpanFromContext(ctx); span.IsRecording() {
+				attrs := []attribute.KeyValue{keySource.String(e.Source)}
+				if e.Err != nil {
+					attrs = append(attrs, fallbackType(e.Err))
+				}
+				span.AddEvent(eventReplicaFallback, trace.WithAttributes(attrs...))
+			}
+		}
+		return
+	case uow.EventRelay:
+		o.recordRelay(ctx, e)
+		return
+	case uow.EventInbox:
+		o.recordInbox(ctx, e)
 		return
 	}
 	if spanName(e.Kind) == "" {

@@ -17,7 +17,14 @@ bin=$(mktemp -d)/uow.test
 go test -c -o "$bin" ./uow
 out=$(mktemp)
 cd uow
-run() { "$bin" -test.run '^$' -test.bench "$1\$" -test.benchtime "$2" -test.count 1 -test.benchmem | grep '^Benchmark' >>"$out"; }
+run() {
+	local res
+	if ! res=$("$bin" -test.run '^$' -test.bench "$1\$" -test.benchtime "$2" -test.count 1 -test.benchmem 2>&1); then
+		printf 'run of %s failed (left out of the medians):\n%s\n' "$1" "$res" >&2
+		return
+	fi
+	grep '^Benchmark' <<<"$res" >>"$out"
+}
 for r in $(seq 1 "$rounds"); do
 	if [ $((r % 2)) -eq 0 ]; then
 		run TwoPhase/Plain 300x; run TwoPhase/Atomic 300x

@@ -38,12 +38,15 @@ func TestConfigDefaults(t *testing.T) {
 		Addr:           ":8080",
 		RequestTimeout: 10 * time.Second,
 		Grace:          15 * time.Second,
+		Wait:           2 * time.Second,
 		LogLevel:       slog.LevelInfo,
 	}, cfg)
 
 	cfg, err = configFrom(getenv(map[string]string{
 		"DATABASE_URL": "postgres://db.example/app", "DB_MAX_CONNS": "7", "REQUEST_TIMEOUT": "250ms",
 		"SHUTDOWN_GRACE": "1m", "LOG_LEVEL": "debug", "ADDR": "127.0.0.1:9000",
+		"NATS_URL": "nats://broker.example:4222", "REPLICA_URLS": "postgres://r1.example/app, postgres://r2.example/app",
+		"CONSISTENCY_WAIT": "500ms",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, config{
@@ -52,6 +55,9 @@ func TestConfigDefaults(t *testing.T) {
 		Addr:           "127.0.0.1:9000",
 		RequestTimeout: 250 * time.Millisecond,
 		Grace:          time.Minute,
+		Wait:           500 * time.Millisecond,
+		NATSURL:        "nats://broker.example:4222",
+		ReplicaURLs:    []string{"postgres://r1.example/app", "postgres://r2.example/app"},
 		LogLevel:       slog.LevelDebug,
 	}, cfg)
 }
@@ -86,6 +92,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{"REQUEST_TIMEOUT", "-1s", `REQUEST_TIMEOUT: want a positive duration such as 10s, got "-1s"`},
 		{"SHUTDOWN_GRACE", "soon", `SHUTDOWN_GRACE: want a positive duration such as 15s, got "soon"`},
 		{"LOG_LEVEL", "verbose", `LOG_LEVEL: want debug, info, warn or error, got "verbose"`},
+		{"CONSISTENCY_WAIT", "0s", `CONSISTENCY_WAIT: want a positive duration such as 2s, got "0s"`},
+		{"REPLICA_URLS", "postgres://r1.example/app", "REPLICA_URLS: replicas of PostgreSQL need DATABASE_URL"},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			_, err := configFrom(getenv(map[string]string{tc.key: tc.value}))
@@ -209,6 +217,9 @@ func TestRequestsAreLoggedWithTheirID(t *testing.T) {
 	require.NotNil(t, start)
 	db := start["config"].(map[string]any)["database"].(map[string]any)
 	assert.Equal(t, "sqlite", db["driver"])
+	nats := start["config"].(map[string]any)["nats"].(map[string]any)
+	assert.Equal(t, true, nats["embedded"], "the NATS line: embedded, and where")
+	assert.NotEmpty(t, nats["dir"])
 	assert.True(t, strings.HasSuffix(db["path"].(string), "webapp.db") && filepath.IsAbs(db["path"].(string)), db["path"])
 
 	for _, r := range requests {

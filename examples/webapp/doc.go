@@ -17,6 +17,13 @@
 //   - SHUTDOWN_GRACE: default 15s: how long requests in flight at SIGINT or
 //     SIGTERM may take to finish before they are cancelled.
 //   - OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; unset: none.
+//   - NATS_URL: a NATS server with JetStream; unset: one embedded in the
+//     process (random loopback port, temporary directory).
+//   - REPLICA_URLS: PostgreSQL streaming replicas (comma-separated) for the
+//     read-only units.
+//   - CONSISTENCY_WAIT: default 2s: how long a query with
+//     X-Consistency-Token waits for the projection before a 503.
 //
-// At start it logs these settings, the database's without its password.
+// At start it logs these settings, the database's without its password,
+// and which NATS it uses (embedded and its directory, or the URL).
 package main

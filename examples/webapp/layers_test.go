@@ -35,6 +35,7 @@ func TestLayers(t *testing.T) {
 		{"domain", []string{}, append([]string{"encoding/json"}, infrastructure...)},
 		{"service", []string{own("domain"), module + "uow"}, infrastructure},
 		{"events", []string{own("domain")}, infrastructure},
+		{"projection", nil, []string{"net/http", "github.com/labstack/echo", own("httpapi"), own("service"), own("app")}},
 		{"store", nil, []string{"net/http", "github.com/labstack/echo", own("httpapi"), own("service"), own("app")}},
 		{"httpapi", nil, []string{"database/sql", "github.com/jmoiron/sqlx", "github.com/lib/pq", "modernc.org/sqlite",
 			module + "uow", module + "repo", own("store"), own("service"), own("app")}},

@@ -11,11 +11,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/uowkit/uowkit/examples/webapp/app"
+	"github.com/uowkit/uowkit/examples/webapp/service"
 	"github.com/uowkit/uowkit/examples/webapp/store"
 	"github.com/uowkit/uowkit/uow"
 )
@@ -47,12 +51,17 @@ type config struct {
 	Grace          time.Duration // SHUTDOWN_GRACE: how long in-flight requests may take to finish
 	LogLevel       slog.Level    // LOG_LEVEL
 	OTLP           string        // OTEL_EXPORTER_OTLP_ENDPOINT: where to export traces; empty: no tracing
+	NATSURL        string        // NATS_URL: an external NATS server with JetStream; empty: embedded
+	ReplicaURLs    []string      // REPLICA_URLS: PostgreSQL streaming replicas, for the read-only units
+	Wait           time.Duration // CONSISTENCY_WAIT: how long a read with a token waits for the projection
+	natsDir        string        // the embedded NATS server's directory, made by run
 }
 
 // Defaults of the settings.
 const (
 	defaultRequestTimeout = 10 * time.Second
 	defaultGrace          = 15 * time.Second
+	defaultWait           = service.DefaultWait
 )
 
 // configFrom reads the configuration through getenv. It reports every bad
@@ -67,6 +76,15 @@ func configFrom(getenv func(string) string) (config, error) {
 		SQLitePath:  getenv("SQLITE_PATH"),
 		Addr:        env(getenv, "ADDR", ":8080"),
 		OTLP:        getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
+		NATSURL:     getenv("NATS_URL"),
+	}
+	for _, u := range strings.Split(getenv("REPLICA_URLS"), ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.ReplicaURLs = append(cfg.ReplicaURLs, u)
+		}
+	}
+	if len(cfg.ReplicaURLs) > 0 && cfg.DatabaseURL == "" {
+		errs = append(errs, errors.New("REPLICA_URLS: replicas of PostgreSQL need DATABASE_URL"))
 	}
 	if cfg.DatabaseURL == "" && cfg.SQLitePath == "" {
 		path, err := defaultSQLitePath()
@@ -89,6 +107,7 @@ func configFrom(getenv func(string) string) (config, error) {
 	}
 	cfg.RequestTimeout = positive("REQUEST_TIMEOUT", defaultRequestTimeout)
 	cfg.Grace = positive("SHUTDOWN_GRACE", defaultGrace)
+	cfg.Wait = positive("CONSISTENCY_WAIT", defaultWait)
 	if err := cfg.LogLevel.UnmarshalText([]byte(env(getenv, "LOG_LEVEL", "info"))); err != nil {
 		bad("LOG_LEVEL", "debug, info, warn or error")
 	}
@@ -118,14 +137,20 @@ func (cfg config) database() app.Database {
 	return app.Database{URL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath, MaxConns: cfg.MaxConns}
 }
 
+// nats is the NATS server cfg names.
+func (cfg config) nats() app.NATS { return app.NATS{URL: cfg.NATSURL, Dir: cfg.natsDir} }
+
 // LogValue lists the settings the service runs with, for the line it logs
 // at start; what could hold a secret describes itself without it (the
-// database's password: app.Database.LogValue). A new backing service (a
-// message broker) adds its group here, as the database does. Tracing logs
-// its own line (setupTracing).
+// database's password: app.Database.LogValue; NATS_URL's: app.NATS.LogValue;
+// the replicas are counted, not shown). Tracing logs its own line
+// (setupTracing).
 func (cfg config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Any("database", cfg.database()),
+		slog.Any("nats", cfg.nats()),
+		slog.Int("replicas", len(cfg.ReplicaURLs)),
+		slog.Duration("consistency_wait", cfg.Wait),
 		slog.String("addr", cfg.Addr),
 		slog.Duration("request_timeout", cfg.RequestTimeout),
 		slog.Duration("shutdown_grace", cfg.Grace),
@@ -144,12 +169,19 @@ func env(getenv func(string) string, key, def string) string {
 var shutdownSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
 // run serves the API until one of shutdownSignals arrives, then shuts down
-// (see serve) and closes the pool. ready, when not nil, is called with the
-// listening address once signals are being caught.
+// (see serve), stops the relay and the projector, closes NATS (and stops
+// the embedded server) and the pool. ready, when not nil, is called with
+// the listening address once signals are being caught.
 func run(cfg config, log *slog.Logger, ready func(net.Addr)) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), shutdownSignals...)
 	defer stop()
 
+	if cfg.NATSURL == "" {
+		if cfg.natsDir, err = os.MkdirTemp("", "webapp-nats-"); err != nil {
+			return fmt.Errorf("embedded NATS: %w", err)
+		}
+		defer os.RemoveAll(cfg.natsDir)
+	}
 	log.Info("webapp starting", slog.Any("config", cfg))
 	db, err := app.Open(cfg.database())
 	if err != nil {
@@ -159,6 +191,15 @@ func run(cfg config, log *slog.Logger, ready func(net.Addr)) (err error) {
 	defer func() { err = errors.Join(err, db.Close()) }()
 	if err := store.Migrate(ctx, db); err != nil {
 		return err
+	}
+	var replicas []*sqlx.DB
+	for i, u := range cfg.ReplicaURLs {
+		r, err := app.Open(app.Database{URL: u, MaxConns: cfg.MaxConns})
+		if err != nil {
+			return fmt.Errorf("REPLICA_URLS #%d: %w", i+1, err)
+		}
+		defer func() { err = errors.Join(err, r.Close()) }()
+		replicas = append(replicas, r)
 	}
 	tr, err := setupTracing(ctx, cfg.OTLP, log)
 	if err != nil {
@@ -170,7 +211,14 @@ func run(cfg config, log *slog.Logger, ready func(net.Addr)) (err error) {
 		defer cancel()
 		err = errors.Join(err, tr.shutdown(flush))
 	}()
-	opts := app.Options{RequestTimeout: cfg.RequestTimeout}
+	broker, err := app.OpenBroker(cfg.nats())
+	if err != nil {
+		return err
+	}
+	// Closed after the relay and the projector have stopped (below).
+	defer func() { err = errors.Join(err, broker.Close()) }()
+	log.Info("NATS connected", slog.String("url", broker.URL))
+	opts := app.Options{RequestTimeout: cfg.RequestTimeout, Wait: cfg.Wait, Replicas: replicas}
 	if tr.observer != nil {
 		// The tracer first: the log lines then carry its span.
 		opts.Manager = append(opts.Manager, uow.WithObserver(uow.Observers(tr.observer, uow.NewSlogObserver(log))))
@@ -179,19 +227,63 @@ func run(cfg config, log *slog.Logger, ready func(net.Addr)) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := app.EnsureStream(ctx, broker.JS); err != nil {
+		return err
+	}
+	// The relay and the projector run until the HTTP server has shut down.
+	evctx, stopEvents := context.WithCancel(context.Background())
+	defer stopEvents()
+	evdone := make(chan error, 1)
+	go func() {
+		evdone <- a.RunEvents(evctx, broker.JS, app.EventsConfig{DatabaseURL: cfg.DatabaseURL, Log: log})
+	}()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return err
+		stopEvents()
+		return errors.Join(err, <-evdone)
 	}
 	log.Info("listening", slog.String("addr", ln.Addr().String()))
 	if ready != nil {
 		ready(ln.Addr())
 	}
 	err = serve(ctx, &http.Server{Handler: tr.wrap(a.Echo), ReadHeaderTimeout: 10 * time.Second}, ln, log, cfg.Grace)
-	// The hooks of the last requests (the events' publication) run after
-	// their responses: let them finish (app.HookTimeout bounds each).
+	// The hooks of the last requests (the relay's wake-up) run after their
+	// responses: let them finish (app.HookTimeout bounds each).
 	a.Hooks.Wait()
-	return err
+	if cfg.NATSURL == "" {
+		// The embedded stream goes with the process: let the relay and the
+		// projector finish what was recorded, for a while.
+		catchUp(a, broker, log)
+	}
+	stopEvents()
+	return errors.Join(err, <-evdone)
+}
+
+// catchUpFor bounds catchUp.
+const catchUpFor = 5 * time.Second
+
+// catchUp waits, at most catchUpFor, until every event recorded has been
+// published and projected: with an embedded NATS server, whose stream is
+// removed at exit, an event published and not yet projected would never be.
+// (What the relay has not published stays in the outbox and is published
+// at the next start.)
+func catchUp(a *app.App, b *app.Broker, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpFor)
+	defer cancel()
+	for {
+		done, err := a.CaughtUp(ctx, b.JS)
+		if err == nil && done {
+			return
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			log.Warn("events not all projected at shutdown", slog.Duration("waited", catchUpFor), slog.Any("error", err))
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // drain bounds the wait for handlers whose requests were cancelled at the

@@ -27,15 +27,15 @@ func TestMain(m *testing.M) { os.Exit(pgtest.MainOptional(m)) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// service is run, serving a fresh PostgreSQL database in the background.
-type service struct {
+// running is run, serving a fresh PostgreSQL database in the background.
+type running struct {
 	t    *testing.T
 	addr string
 	done chan error
 	db   *sqlx.DB // the test's own pool on the service's database
 }
 
-func startService(t *testing.T, grace time.Duration) *service {
+func startService(t *testing.T, grace time.Duration) *running {
 	url := pgtest.FreshURL(t, "webapp_"+t.Name())
 	s := startWith(t, config{DatabaseURL: url, Addr: "127.0.0.1:0", Grace: grace}, quiet)
 	s.db = sqlx.MustOpen("postgres", url)
@@ -45,15 +45,15 @@ func startService(t *testing.T, grace time.Duration) *service {
 
 // startSQLite runs the service on a SQLite file of the test's own, logging
 // to log.
-func startSQLite(t *testing.T, log *slog.Logger) *service {
+func startSQLite(t *testing.T, log *slog.Logger) *running {
 	path := filepath.Join(t.TempDir(), "webapp.db")
 	return startWith(t, config{SQLitePath: path, Addr: "127.0.0.1:0", Grace: time.Minute}, log)
 }
 
 // startWith runs the service with cfg in the background, and returns once
 // it listens. s.db is not set.
-func startWith(t *testing.T, cfg config, log *slog.Logger) *service {
-	s := &service{t: t, done: make(chan error, 1)}
+func startWith(t *testing.T, cfg config, log *slog.Logger) *running {
+	s := &running{t: t, done: make(chan error, 1)}
 	ready := make(chan net.Addr, 1)
 	go func() { s.done <- run(cfg, log, func(a net.Addr) { ready <- a }) }()
 	select {
@@ -66,7 +66,7 @@ func startWith(t *testing.T, cfg config, log *slog.Logger) *service {
 }
 
 // post sends a JSON POST and decodes the JSON answer.
-func (s *service) post(path, body string) (int, map[string]any) {
+func (s *running) post(path, body string) (int, map[string]any) {
 	res, err := http.Post("http://"+s.addr+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		return 0, map[string]any{"transport": err.Error()}
@@ -81,7 +81,7 @@ func (s *service) post(path, body string) (int, map[string]any) {
 
 // stuckJoin starts a join that waits in the database for the team row, held
 // by the returned transaction, and returns once it is waiting.
-func (s *service) stuckJoin() (*sqlx.Tx, chan map[string]any) {
+func (s *running) stuckJoin() (*sqlx.Tx, chan map[string]any) {
 	t := s.t
 	status, body := s.post("/teams", `{"name":"Reds","capacity":5}`)
 	require.Equal(t, 201, status, body)
@@ -103,7 +103,7 @@ func (s *service) stuckJoin() (*sqlx.Tx, chan map[string]any) {
 // signal sends sig to this process, where run is catching it. Should run
 // not catch it, a handler of the test's own keeps it from killing the test
 // binary, and the test fails instead.
-func (s *service) signal(sig syscall.Signal) {
+func (s *running) signal(sig syscall.Signal) {
 	guard := make(chan os.Signal, 1)
 	signal.Notify(guard, sig)
 	s.t.Cleanup(func() { signal.Stop(guard) })
@@ -111,7 +111,7 @@ func (s *service) signal(sig syscall.Signal) {
 }
 
 // stopped waits for run to return.
-func (s *service) stopped() error {
+func (s *running) stopped() error {
 	select {
 	case err := <-s.done:
 		return err

@@ -52,7 +52,7 @@ func TestTracesGoToTheOTLPEndpoint(t *testing.T) {
 	url := pgtest.FreshURL(t, "webapp_tracing")
 	db := sqlx.MustOpen("postgres", url)
 	defer db.Close()
-	s := &service{t: t, done: make(chan error, 1), db: db}
+	s := &running{t: t, done: make(chan error, 1), db: db}
 	ready := make(chan net.Addr, 1)
 	go func() {
 		s.done <- run(config{DatabaseURL: url, Addr: "127.0.0.1:0", Grace: time.Minute, OTLP: srv.URL}, quiet, func(a net.Addr) { ready <- a })

@@ -18,12 +18,13 @@ import (
 	"github.com/lib/pq"
 	"modernc.org/sqlite"
 
-	"github.com/uowkit/uowkit/examples/webapp/events"
 	"github.com/uowkit/uowkit/examples/webapp/httpapi"
+	"github.com/uowkit/uowkit/examples/webapp/projection"
 	"github.com/uowkit/uowkit/examples/webapp/service"
 	"github.com/uowkit/uowkit/examples/webapp/store"
 	"github.com/uowkit/uowkit/middleware/nethttp"
 	"github.com/uowkit/uowkit/middleware/uowecho"
+	"github.com/uowkit/uowkit/outbox"
 	"github.com/uowkit/uowkit/retry"
 	"github.com/uowkit/uowkit/uow"
 )
@@ -32,14 +33,18 @@ import (
 type App struct {
 	// Echo serves the HTTP API.
 	Echo *echo.Echo
-	// Hooks counts the goroutines that run the units' hooks (the events'
-	// publication) after responses: wait for it once the server has shut
-	// down, so that no publication is cut short at exit.
+	// Hooks counts the goroutines that run the units' hooks (the relay's
+	// wake-up) after responses: wait for it once the server has shut down.
 	Hooks *sync.WaitGroup
-	// Bus delivers committed domain events.
-	Bus *events.Bus
 	// Manager runs the units of work.
 	Manager *uow.Manager
+	// Projector maintains the read model from the events (RunEvents runs
+	// it); its Signal wakes the reads waiting for a consistency token.
+	Projector *projection.Projector
+
+	db      *sqlx.DB
+	dialect store.Dialect
+	wake    chan struct{} // the relay's in-process wake-up (SQLite)
 }
 
 // MaxConns is the default size of the PostgreSQL pool (Database.MaxConns).
@@ -158,8 +163,8 @@ var RetryPolicy = retry.Policy{
 // MaxName characters, escaped) and than httpapi.MaxBody.
 const Buffer = 1 << 20
 
-// HookTimeout bounds the after-commit hooks of a request (the publication
-// of its events), which the middleware runs once the response has gone,
+// HookTimeout bounds the after-commit hooks of a request (the relay's
+// wake-up), which the middleware runs once the response has gone,
 // on a goroutine of their own.
 const HookTimeout = 10 * time.Second
 
@@ -174,6 +179,13 @@ type Options struct {
 	// Manager holds manager options, applied after the app's own (an
 	// Observer given here replaces the slog one).
 	Manager []uow.ManagerOption
+	// Wait bounds how long a read with a consistency token waits for the
+	// projection (0: service.DefaultWait).
+	Wait time.Duration
+	// Replicas are streaming replicas of the PostgreSQL database: read-only
+	// units (the GET requests, the reads waiting for a token) run on them
+	// (uow.WithReplicas).
+	Replicas []*sqlx.DB
 }
 
 // New wires the service over db, whose schema must be migrated
@@ -190,7 +202,7 @@ func New(db *sqlx.DB, log *slog.Logger, o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := uow.New(db, append([]uow.ManagerOption{
+	mopts := []uow.ManagerOption{
 		uow.WithObserver(uow.NewSlogObserver(log)), // retries at Warn, failures at Error
 		// The request's unit, which the middleware retries, and a command
 		// run outside a request (a job, a CLI), an outermost Do that
@@ -198,7 +210,25 @@ func New(db *sqlx.DB, log *slog.Logger, o Options) (*App, error) {
 		// service's Do calls join the request's unit and never retry on
 		// their own.
 		uow.WithDefaults(uow.Retry(RetryPolicy)),
-	}, o.Manager...)...)
+	}
+	if len(o.Replicas) > 0 {
+		if d != store.Postgres {
+			return nil, errors.New("app: replicas need PostgreSQL")
+		}
+		mopts = append(mopts, uow.WithReplicas(db, uow.Replicas{DBs: o.Replicas}))
+	}
+	m := uow.New(db, append(mopts, o.Manager...)...)
+	ob, err := outbox.New(db, d.OutboxDialect(), "")
+	if err != nil {
+		return nil, err
+	}
+	var wake chan struct{}
+	if d == store.SQLite {
+		// No LISTEN/NOTIFY: the units that record events wake the relay
+		// after their commit.
+		wake = make(chan struct{}, 1)
+	}
+	evs := store.NewEvents(ob, wake)
 	// Repositories are bound explicitly to each unit's handle on db.
 	runner := uow.NewRunner(m, func(u *uow.Unit) service.Repos {
 		q := u.On(db)
@@ -206,12 +236,14 @@ func New(db *sqlx.DB, log *slog.Logger, o Options) (*App, error) {
 			Teams:   store.NewTeams(q, d),
 			Players: store.NewPlayers(q, d),
 			Rosters: store.NewRosters(q),
-			Events:  store.NewEvents(q),
+			Events:  evs,
 		}
 	})
-	bus := &events.Bus{}
-	bus.Subscribe(events.Logger(log))
-	svc := service.New(runner, store.NewQueries(db), bus)
+	proj, err := projection.New(db, m, log)
+	if err != nil {
+		return nil, err
+	}
+	svc := service.New(runner, store.NewQueries(db), service.Options{Wait: o.Wait, Signal: proj.Signal()})
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -233,7 +265,7 @@ func New(db *sqlx.DB, log *slog.Logger, o Options) (*App, error) {
 		},
 	}))
 	httpapi.Register(e, svc, log)
-	return &App{Echo: e, Hooks: hooks, Bus: bus, Manager: m}, nil
+	return &App{Echo: e, Hooks: hooks, Manager: m, Projector: proj, db: db, dialect: d, wake: wake}, nil
 }
 
 // unitErrorLevel says how bad a unit's failure to commit is: a request whose
@@ -258,6 +290,7 @@ var (
 	_ service.PlayerRepository = (*store.Players)(nil)
 	_ service.RosterRepository = (*store.Rosters)(nil)
 	_ service.EventRepository  = (*store.Events)(nil)
+	_ service.Signal           = (*projection.Signal)(nil)
 	_ service.Queries          = (*store.Queries)(nil)
 	_ httpapi.Service          = (*service.Service)(nil)
 )

@@ -13,17 +13,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/uowkit/uowkit/examples/webapp/app"
-	"github.com/uowkit/uowkit/examples/webapp/domain"
+	"github.com/uowkit/uowkit/examples/webapp/events"
 	"github.com/uowkit/uowkit/examples/webapp/store"
 	"github.com/uowkit/uowkit/internal/pgtest"
 	"github.com/uowkit/uowkit/uow"
@@ -38,6 +37,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // it (app.Open).
 type env struct {
 	db       *sqlx.DB
+	url      string // PostgreSQL's; "" for SQLite
 	postgres bool
 	// other opens another pool on the same database, for looking at it
 	// from outside the service's connections.
@@ -70,93 +70,66 @@ func open(t *testing.T, url, path string, pg bool) env {
 	}
 	db := pool()
 	require.NoError(t, store.Migrate(context.Background(), db))
-	return env{db: db, postgres: pg, other: pool}
+	return env{db: db, url: url, postgres: pg, other: pool}
 }
 
 type client struct {
-	t     *testing.T
-	url   string
-	srv   *httptest.Server
-	hooks *hooks
+	t      *testing.T
+	url    string
+	srv    *httptest.Server
+	app    *app.App
+	broker *app.Broker
+	stopEv func() // stops the relay and the projector, and waits for them
+	tok    string
 }
 
-// start serves the app over db on a real HTTP server, closed (after its
-// requests have finished) at the end of the test.
+// start serves the app over db on a real HTTP server, with its relay and
+// projector running on an embedded NATS server of the test's own, all
+// closed (after the requests have finished) at the end of the test.
 func start(t *testing.T, db *sqlx.DB, log *slog.Logger, opts ...uow.ManagerOption) (*client, *app.App) {
 	return startWith(t, db, log, app.Options{Manager: opts})
 }
 
 // startWith is start with the app's options.
 func startWith(t *testing.T, db *sqlx.DB, log *slog.Logger, o app.Options) (*client, *app.App) {
+	return startEvents(t, db, log, o, app.EventsConfig{})
+}
+
+// startEvents is startWith with the events' configuration: ec.DatabaseURL
+// is db's (for the relay's LISTEN) when db is PostgreSQL's.
+func startEvents(t *testing.T, db *sqlx.DB, log *slog.Logger, o app.Options, ec app.EventsConfig) (*client, *app.App) {
 	a, err := app.New(db, log, o)
 	require.NoError(t, err)
-	h := &hooks{changed: make(chan struct{})}
-	a.Echo.Use(h.last) // innermost: after the unit middleware
+	b := broker(t)
+	if ec.Log == nil {
+		ec.Log = log
+	}
+	if ec.Relay.Poll == 0 {
+		ec.Relay.Poll = 10 * time.Millisecond // no LISTEN here: a short poll instead
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.RunEvents(ctx, b.JS, ec) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			assert.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(stop) // before the broker closes (cleanups run last first)
 	srv := httptest.NewServer(a.Echo)
 	t.Cleanup(srv.Close)
-	return &client{t: t, url: srv.URL, srv: srv, hooks: h}, a
+	return &client{t: t, url: srv.URL, srv: srv, app: a, broker: b, stopEv: stop}, a
 }
 
-// hooks tells when the service's work after the response is done. The
-// middleware runs the after-commit and after-rollback hooks of a request's
-// units (the service publishes its events from them) once the response has
-// gone, on a goroutine of their own, one after the other in the order they
-// were registered. hooks adds one of each kind to the unit of every run of
-// the handler (every attempt, in buffered mode), after the handler has
-// returned and so after the service's own: when it has run, so have they.
-type hooks struct {
-	mu       sync.Mutex
-	attempts int           // runs of the handler, each in a unit of its own
-	done     int           // runs whose hooks have all run
-	changed  chan struct{} // closed, and replaced, when done grows
-}
-
-// last is an Echo middleware, to be installed inside the unit middleware.
-func (h *hooks) last(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		ctx := c.Request().Context()
-		h.mu.Lock()
-		h.attempts++
-		h.mu.Unlock()
-		err := next(c)
-		// The unit is decided after the handler: exactly one of the two runs
-		// (neither would after a partial or unknown commit, which these
-		// tests do not cause).
-		finish := func(context.Context) error { h.finish(); return nil }
-		if uow.AfterCommit(ctx, finish) != nil || uow.AfterRollback(ctx, finish) != nil {
-			h.finish() // the unit is over already (its context ended): no hook to wait for
-		}
-		return err
-	}
-}
-
-func (h *hooks) finish() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.done++
-	close(h.changed)
-	h.changed = make(chan struct{})
-}
-
-// settle waits until the hooks of every request answered so far have run.
-// Call it once the responses are in, before looking at what was published.
-func (c *client) settle() {
-	c.t.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for {
-		c.hooks.mu.Lock()
-		attempts, done, changed := c.hooks.attempts, c.hooks.done, c.hooks.changed
-		c.hooks.mu.Unlock()
-		if done >= attempts {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			c.t.Fatalf("the hooks of %d of %d handler runs had not run 30s later", attempts-done, attempts)
-		}
-	}
+// broker starts an embedded NATS server with JetStream for the test,
+// stopped at its end.
+func broker(t *testing.T) *app.Broker {
+	b, err := app.OpenBroker(app.NATS{Dir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, b.Close()) })
+	return b
 }
 
 type response struct {
@@ -167,8 +140,16 @@ type response struct {
 
 // send sends a request with a JSON body.
 func (c *client) send(ctx context.Context, method, path, body string) response {
+	return c.sendWith(ctx, method, path, body, nil)
+}
+
+// sendWith sends a request with a JSON body and headers.
+func (c *client) sendWith(ctx context.Context, method, path, body string, h http.Header) response {
 	req, err := http.NewRequestWithContext(ctx, method, c.url+path, strings.NewReader(body))
 	require.NoError(c.t, err)
+	for k, v := range h {
+		req.Header[k] = v
+	}
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(c.t, err)
@@ -180,23 +161,44 @@ func (c *client) send(ctx context.Context, method, path, body string) response {
 
 // do sends a request and decodes the JSON answer into a map.
 func (c *client) do(method, path, body string) (int, map[string]any) {
-	r := c.send(context.Background(), method, path, body)
+	status, out, _ := c.doWith(method, path, body, nil)
+	return status, out
+}
+
+// doWith sends a request with headers and decodes the JSON answer into a
+// map; it returns the response's headers too.
+func (c *client) doWith(method, path, body string, h http.Header) (int, map[string]any, http.Header) {
+	r := c.sendWith(context.Background(), method, path, body, h)
 	var out map[string]any
 	if len(bytes.TrimSpace(r.body)) > 0 {
 		require.NoError(c.t, json.Unmarshal(r.body, &out), string(r.body))
 	}
-	return r.status, out
+	return r.status, out, r.header
 }
 
+// fresh is a GET (or HEAD) that waits for the projection to show the
+// command that answered with token.
+func (c *client) fresh(method, path, token string) (int, map[string]any, http.Header) {
+	return c.doWith(method, path, "", http.Header{"X-Consistency-Token": {token}})
+}
+
+// token is the consistency token of the last team or player the client
+// made (c.team, c.player).
+func (c *client) token() string { return c.tok }
+
 func (c *client) team(name string, capacity int) int64 {
-	status, body := c.do("POST", "/teams", fmt.Sprintf(`{"name":%q,"capacity":%d}`, name, capacity))
+	status, body, h := c.doWith("POST", "/teams", fmt.Sprintf(`{"name":%q,"capacity":%d}`, name, capacity), nil)
 	require.Equal(c.t, 201, status, body)
+	require.NotEmpty(c.t, h.Get("X-Consistency-Token"))
+	c.tok = h.Get("X-Consistency-Token")
 	return int64(body["id"].(float64))
 }
 
 func (c *client) player(team int64, name string) int64 {
-	status, body := c.do("POST", fmt.Sprintf("/teams/%d/players", team), fmt.Sprintf(`{"name":%q}`, name))
+	status, body, h := c.doWith("POST", fmt.Sprintf("/teams/%d/players", team), fmt.Sprintf(`{"name":%q}`, name), nil)
 	require.Equal(c.t, 201, status, body)
+	require.NotEmpty(c.t, h.Get("X-Consistency-Token"))
+	c.tok = h.Get("X-Consistency-Token")
 	return int64(body["id"].(float64))
 }
 
@@ -232,52 +234,42 @@ func rows(t *testing.T, db *sqlx.DB, team int64) (players, roster int) {
 	return players, roster
 }
 
+// eventCount counts the events of type typ recorded in the outbox.
 func eventCount(t *testing.T, db *sqlx.DB, typ string) int {
-	return count(t, db, `SELECT count(*) FROM events WHERE type = ?`, typ)
+	return count(t, db, `SELECT count(*) FROM uowkit_outbox WHERE subject = ?`, events.Subject(typ))
 }
 
-// publications counts the events published on a's bus, by type, and checks
-// at each one that it is already committed: the subscriber looks for the
-// event's row through a pool of its own, which only sees committed rows.
-// Publishing before COMMIT (or for work that then rolled back) shows up in
-// early. Events are published after the response, so of and premature
-// first wait for the hooks of the requests answered so far (settle).
-type publications struct {
-	c      *client
-	mu     sync.Mutex
-	byType map[string]int
-	early  atomic.Int64
-}
-
-func subscribe(t *testing.T, c *client, a *app.App, e env) *publications {
-	p := &publications{c: c, byType: map[string]int{}}
-	check := e.other()
-	t.Cleanup(c.settle) // before check closes: no publication is left to look
-	a.Bus.Subscribe(func(ctx context.Context, ev domain.Event) {
-		var n int
-		if err := check.GetContext(ctx, &n, check.Rebind(`SELECT count(*) FROM events WHERE id = ?`), ev.ID); err != nil || n != 1 {
-			p.early.Add(1)
-		}
-		p.mu.Lock()
-		p.byType[ev.Type]++
-		p.mu.Unlock()
-	})
-	return p
-}
-
-// of returns the number of events of type typ published so far.
-func (p *publications) of(typ string) int {
-	p.c.settle()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.byType[typ]
-}
-
-// premature returns the number of events published before their row was
-// committed.
-func (p *publications) premature() int64 {
-	p.c.settle()
-	return p.early.Load()
+// published returns the messages on the events' stream by subject, once
+// the relay has published every event recorded in the outbox. It checks
+// that each carries its event's id as Nats-Msg-Id and in its body, and that
+// no id is on the stream twice.
+func (c *client) published(e env) map[string][]jetstream.RawStreamMsg {
+	t := c.t
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return count(t, e.db, `SELECT count(*) FROM uowkit_outbox WHERE delivered_at IS NULL`) == 0
+	}, 30*time.Second, 5*time.Millisecond, "the relay publishes every event recorded")
+	ctx := context.Background()
+	s, err := c.broker.JS.Stream(ctx, events.Stream)
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	out := map[string][]jetstream.RawStreamMsg{}
+	ids := map[string]bool{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		id := m.Header.Get("Nats-Msg-Id")
+		require.NotEmpty(t, id)
+		assert.False(t, ids[id], "event %s is on the stream once", id)
+		ids[id] = true
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(m.Data, &body))
+		assert.Equal(t, id, body["id"], "the body's id is the Nats-Msg-Id")
+		assert.Equal(t, m.Subject, events.Subject(body["type"].(string)))
+		out[m.Subject] = append(out[m.Subject], *m)
+	}
+	return out
 }
 
 // hammer sends n concurrent requests and counts the statuses.

@@ -98,20 +98,49 @@ func (p Player) MoveTo(to Team, taken int) (Player, error) {
 	return p, nil
 }
 
-// Event is something that happened, recorded with the change that caused it.
+// Event is something that happened, recorded with the change that caused
+// it (in the transactional outbox) and published once that change has
+// committed. Its wire form, the service's public contract, is package
+// events'.
 type Event struct {
-	ID      int64
-	Type    string
-	Payload string // JSON
-	At      time.Time
+	// ID identifies the event: the outbox message's id, the stream's
+	// Nats-Msg-Id, and the consistency token a command answers with.
+	ID   string
+	Type string
+	// TeamID is the team the event is about: the created team, the team
+	// joined, the team moved to.
+	TeamID int64
+	// PlayerID and PlayerName: the player who joined or moved (zero for
+	// TeamCreated).
+	PlayerID   int64
+	PlayerName string
+	// TeamName and Capacity: the created team's (TeamCreated only).
+	TeamName string
+	Capacity int
+	// FromTeamID and ToTeamID: a move's teams (PlayerMoved only).
+	FromTeamID, ToTeamID int64
+	// OccurredAt is when the command ran, by the service's clock.
+	OccurredAt time.Time
 }
 
-// Event types.
+// Event types: the last element of the events' subjects.
 const (
-	TeamCreated  = "team-created"
-	PlayerJoined = "player-joined"
-	PlayerMoved  = "player-moved"
+	TeamCreated  = "team_created"
+	PlayerJoined = "player_joined"
+	PlayerMoved  = "player_moved"
 )
+
+// HistoryEntry is one join or move in a team's history (the read model of
+// GET /teams/{id}/history). A move appears in the history of both teams.
+type HistoryEntry struct {
+	EventID    string
+	Type       string // PlayerJoined or PlayerMoved
+	PlayerID   int64
+	PlayerName string
+	FromTeamID int64 // a move's; 0 for a join
+	ToTeamID   int64
+	OccurredAt time.Time
+}
 
 // Code classifies an application error.
 type Code string
@@ -121,7 +150,10 @@ const (
 	Invalid  Code = "invalid"
 	NotFound Code = "not-found"
 	Conflict Code = "conflict"
-	Internal Code = "internal"
+	// Unavailable: the answer cannot be given yet (the projection has not
+	// applied the write a read asked to see); try again later.
+	Unavailable Code = "unavailable"
+	Internal    Code = "internal"
 )
 
 // Error is an application error: a code and a message fit for the client.

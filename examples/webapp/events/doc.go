@@ -1,3 +1,6 @@
-// Package events is an in-process event bus: subscribers receive domain
-// events after the unit of work that recorded them has committed.
+// Package events is the wire form of the service's domain events: the
+// public contract between the service and whoever consumes its stream
+// (its own projector among them). Events are published to the JetStream
+// stream Stream, on the subject Subject(type) (webapp.events.<type>), with
+// the event's id as Nats-Msg-Id and a JSON body (Body).
 package events

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -18,12 +19,29 @@ import (
 )
 
 // Service is what the handlers need from the application.
+// Commands return the consistency token of the event they recorded ("" for
+// none); queries take one ("" for none) and return the projection's lag.
 type Service interface {
-	CreateTeam(ctx context.Context, name string, capacity int) (domain.Team, error)
-	AddPlayer(ctx context.Context, team int64, name string) (domain.Player, error)
-	MovePlayer(ctx context.Context, player, team int64) (domain.Player, error)
-	Team(ctx context.Context, id int64) (domain.Roster, error)
+	CreateTeam(ctx context.Context, name string, capacity int) (domain.Team, string, error)
+	AddPlayer(ctx context.Context, team int64, name string) (domain.Player, string, error)
+	MovePlayer(ctx context.Context, player, team int64) (domain.Player, string, error)
+	Team(ctx context.Context, id int64, token string) (domain.Roster, time.Duration, error)
+	History(ctx context.Context, id int64, token string) ([]domain.HistoryEntry, time.Duration, error)
 }
+
+// Headers of the read-your-writes contract.
+const (
+	// HeaderToken carries a command's consistency token in its response;
+	// a query that sends it back answers only once the projection shows
+	// the command (or 503 {"error":"projection behind"}).
+	HeaderToken = "X-Consistency-Token"
+	// HeaderLag is set on every query's response: how far the projection
+	// is behind the events recorded, in milliseconds (three decimals).
+	HeaderLag = "X-Projection-Lag"
+)
+
+// maxToken bounds the length of a consistency token a client sends.
+const maxToken = 255
 
 // The API's JSON shapes. The domain's types carry no wire names: these do.
 type (
@@ -45,6 +63,19 @@ type (
 		teamJSON
 		Players []memberJSON `json:"players"`
 	}
+	entryJSON struct {
+		EventID    string    `json:"event_id"`
+		Type       string    `json:"type"`
+		PlayerID   int64     `json:"player_id"`
+		PlayerName string    `json:"player_name"`
+		FromTeamID *int64    `json:"from_team_id"`
+		ToTeamID   int64     `json:"to_team_id"`
+		OccurredAt time.Time `json:"occurred_at"`
+	}
+	historyJSON struct {
+		TeamID  int64       `json:"team_id"`
+		History []entryJSON `json:"history"`
+	}
 	errorJSON struct {
 		Error string `json:"error"`
 	}
@@ -63,6 +94,7 @@ func Register(e *echo.Echo, svc Service, log *slog.Logger) {
 	get(e, "/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.POST("/teams", h.createTeam)
 	get(e, "/teams/:id", h.team)
+	get(e, "/teams/:id/history", h.history)
 	e.POST("/teams/:id/players", h.addPlayer)
 	e.POST("/players/:id/move", h.movePlayer)
 }
@@ -85,10 +117,11 @@ func (h *handlers) createTeam(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	t, err := h.svc.CreateTeam(c.Request().Context(), req.Name, req.Capacity)
+	t, token, err := h.svc.CreateTeam(c.Request().Context(), req.Name, req.Capacity)
 	if err != nil {
 		return err
 	}
+	setToken(c, token)
 	return c.JSON(http.StatusCreated, teamJSON(t))
 }
 
@@ -103,10 +136,11 @@ func (h *handlers) addPlayer(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	p, err := h.svc.AddPlayer(c.Request().Context(), team, req.Name)
+	p, token, err := h.svc.AddPlayer(c.Request().Context(), team, req.Name)
 	if err != nil {
 		return err
 	}
+	setToken(c, token)
 	return c.JSON(http.StatusCreated, playerJSON(p))
 }
 
@@ -124,10 +158,11 @@ func (h *handlers) movePlayer(c echo.Context) error {
 	if req.TeamID <= 0 {
 		return domain.Errorf(domain.Invalid, "team_id must be a positive integer")
 	}
-	p, err := h.svc.MovePlayer(c.Request().Context(), player, req.TeamID)
+	p, token, err := h.svc.MovePlayer(c.Request().Context(), player, req.TeamID)
 	if err != nil {
 		return err
 	}
+	setToken(c, token)
 	return c.JSON(http.StatusOK, playerJSON(p))
 }
 
@@ -136,15 +171,75 @@ func (h *handlers) team(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := h.svc.Team(c.Request().Context(), id)
+	token, err := tokenOf(c)
 	if err != nil {
 		return err
 	}
+	r, lag, err := h.svc.Team(c.Request().Context(), id, token)
+	if err != nil {
+		return err
+	}
+	setLag(c, lag)
 	out := rosterJSON{teamJSON: teamJSON(r.Team), Players: make([]memberJSON, len(r.Players))}
 	for i, p := range r.Players {
 		out.Players[i] = memberJSON{p.ID, p.Name}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+func (h *handlers) history(c echo.Context) error {
+	id, err := id(c)
+	if err != nil {
+		return err
+	}
+	token, err := tokenOf(c)
+	if err != nil {
+		return err
+	}
+	entries, lag, err := h.svc.History(c.Request().Context(), id, token)
+	if err != nil {
+		return err
+	}
+	setLag(c, lag)
+	out := historyJSON{TeamID: id, History: make([]entryJSON, len(entries))}
+	for i, e := range entries {
+		out.History[i] = entryJSON{EventID: e.EventID, Type: e.Type, PlayerID: e.PlayerID, PlayerName: e.PlayerName,
+			ToTeamID: e.ToTeamID, OccurredAt: e.OccurredAt}
+		if e.FromTeamID != 0 {
+			out.History[i].FromTeamID = &e.FromTeamID
+		}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// setToken sends a command's consistency token, if it has one.
+func setToken(c echo.Context, token string) {
+	if token != "" {
+		c.Response().Header().Set(HeaderToken, token)
+	}
+}
+
+// setLag sends the projection's lag, in milliseconds with three decimals.
+func setLag(c echo.Context, lag time.Duration) {
+	c.Response().Header().Set(HeaderLag, strconv.FormatFloat(float64(lag.Microseconds())/1000, 'f', 3, 64))
+}
+
+// tokenOf returns the request's consistency token: "" when it sends none;
+// 400 when it is not 1 to 255 printable ASCII characters.
+func tokenOf(c echo.Context) (string, error) {
+	t := c.Request().Header.Get(HeaderToken)
+	if t == "" {
+		return "", nil
+	}
+	if len(t) > maxToken {
+		return "", domain.Errorf(domain.Invalid, "invalid %s", HeaderToken)
+	}
+	for i := range len(t) {
+		if t[i] <= ' ' || t[i] > '~' {
+			return "", domain.Errorf(domain.Invalid, "invalid %s", HeaderToken)
+		}
+	}
+	return t, nil
 }
 
 func id(c echo.Context) (int64, error) {
@@ -195,9 +290,10 @@ func tooLarge(err error) bool {
 }
 
 var statuses = map[domain.Code]int{
-	domain.Invalid:  http.StatusBadRequest,
-	domain.NotFound: http.StatusNotFound,
-	domain.Conflict: http.StatusConflict,
+	domain.Invalid:     http.StatusBadRequest,
+	domain.NotFound:    http.StatusNotFound,
+	domain.Conflict:    http.StatusConflict,
+	domain.Unavailable: http.StatusServiceUnavailable,
 }
 
 // Messages of the errors that are not the client's: nothing more is said.

@@ -3,7 +3,9 @@ package service_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/uowkit/uowkit/examples/webapp/domain"
 	"github.com/uowkit/uowkit/examples/webapp/service"
+	"github.com/uowkit/uowkit/uow"
 	"github.com/uowkit/uowkit/uow/uowtest"
 )
 
@@ -30,7 +33,7 @@ func newMemory() *memory {
 }
 
 func (m *memory) repos() service.Repos {
-	return service.Repos{Teams: teams{m}, Players: players{m}, Rosters: rosters{m}, Events: events{m}}
+	return service.Repos{Teams: teams{m}, Players: players{m}, Rosters: rosters{m}}
 }
 
 type teams struct{ m *memory }
@@ -86,39 +89,49 @@ func (r rosters) Count(_ context.Context, team int64) (int, error) {
 }
 func (r rosters) Add(_ context.Context, team int64, d int) error { r.m.rosters[team] += d; return nil }
 
-type events struct{ m *memory }
+// events records events as an outbox would: they count as published
+// (committed) only once their unit has committed.
+type events struct {
+	m   *memory
+	pub *published
+}
 
-func (r events) Append(_ context.Context, e domain.Event) (domain.Event, error) {
-	e.ID = int64(len(r.m.events) + 1)
+func (r events) Record(ctx context.Context, e domain.Event) (domain.Event, error) {
+	e.ID = fmt.Sprintf("e%d", len(r.m.events)+1)
 	r.m.events = append(r.m.events, e)
-	return e, nil
+	return e, uow.AfterCommit(ctx, func(context.Context) error { *r.pub = append(*r.pub, e.Type); return nil })
 }
 
 type published []string
 
-func (p *published) Publish(_ context.Context, e domain.Event) { *p = append(*p, e.Type) }
-
 type noQueries struct{}
 
 func (noQueries) Roster(context.Context, int64) (domain.Roster, error) { return domain.Roster{}, nil }
+func (noQueries) History(context.Context, int64) ([]domain.HistoryEntry, error) {
+	return nil, nil
+}
+func (noQueries) Applied(context.Context, string) (bool, error) { return false, nil }
+func (noQueries) Lag(context.Context) (time.Duration, error)    { return 0, nil }
 
 func setup() (*service.Service, *uowtest.Fake[service.Repos], *memory, *published) {
 	mem := newMemory()
-	fake := uowtest.New(mem.repos())
 	pub := &published{}
-	return service.New(fake, noQueries{}, pub), fake, mem, pub
+	repos := mem.repos()
+	repos.Events = events{mem, pub}
+	fake := uowtest.New(repos)
+	return service.New(fake, noQueries{}, service.Options{Wait: time.Millisecond}), fake, mem, pub
 }
 
 func TestAddPlayerCommitsUntilTheTeamIsFull(t *testing.T) {
 	svc, fake, _, pub := setup()
 	ctx := context.Background()
-	team, err := svc.CreateTeam(ctx, "Reds", 2)
+	team, _, err := svc.CreateTeam(ctx, "Reds", 2)
 	require.NoError(t, err)
 	for _, name := range []string{"Ann", "Bob"} {
-		_, err := svc.AddPlayer(ctx, team.ID, name)
+		_, _, err := svc.AddPlayer(ctx, team.ID, name)
 		require.NoError(t, err)
 	}
-	_, err = svc.AddPlayer(ctx, team.ID, "Cid")
+	_, _, err = svc.AddPlayer(ctx, team.ID, "Cid")
 	assert.Equal(t, domain.Conflict, domain.ErrorCode(err))
 
 	calls := fake.Calls()
@@ -132,20 +145,20 @@ func TestAddPlayerCommitsUntilTheTeamIsFull(t *testing.T) {
 func TestInvalidInputNeverOpensAUnit(t *testing.T) {
 	svc, fake, _, _ := setup()
 	ctx := context.Background()
-	_, err := svc.CreateTeam(ctx, "  ", 3)
+	_, _, err := svc.CreateTeam(ctx, "  ", 3)
 	assert.Equal(t, domain.Invalid, domain.ErrorCode(err))
-	_, err = svc.CreateTeam(ctx, "Reds", 0)
+	_, _, err = svc.CreateTeam(ctx, "Reds", 0)
 	assert.Equal(t, domain.Invalid, domain.ErrorCode(err))
-	_, err = svc.AddPlayer(ctx, 1, "")
+	_, _, err = svc.AddPlayer(ctx, 1, "")
 	assert.Equal(t, domain.Invalid, domain.ErrorCode(err))
-	_, err = svc.AddPlayer(ctx, 1, "nul\x00byte")
+	_, _, err = svc.AddPlayer(ctx, 1, "nul\x00byte")
 	assert.Equal(t, domain.Invalid, domain.ErrorCode(err))
 	assert.Empty(t, fake.Calls())
 }
 
 func TestUnknownTeamRollsBack(t *testing.T) {
 	svc, fake, _, pub := setup()
-	_, err := svc.AddPlayer(context.Background(), 42, "Ann")
+	_, _, err := svc.AddPlayer(context.Background(), 42, "Ann")
 	assert.Equal(t, domain.NotFound, domain.ErrorCode(err))
 	assert.Equal(t, 1, fake.Rollbacks())
 	assert.Empty(t, *pub)
@@ -178,11 +191,11 @@ func TestMoveRulesCommitOrRollBack(t *testing.T) {
 				capacity int
 				players  []string
 			}{{"Reds", 2, []string{"Ann", "Bob"}}, {"Blues", 1, []string{"Cid"}}, {"Greens", 3, nil}} {
-				created, err := svc.CreateTeam(ctx, team.name, team.capacity)
+				created, _, err := svc.CreateTeam(ctx, team.name, team.capacity)
 				require.NoError(t, err)
 				ids[team.name] = created.ID
 				for _, name := range team.players {
-					p, err := svc.AddPlayer(ctx, created.ID, name)
+					p, _, err := svc.AddPlayer(ctx, created.ID, name)
 					require.NoError(t, err)
 					ids[name] = p.ID
 				}
@@ -198,7 +211,7 @@ func TestMoveRulesCommitOrRollBack(t *testing.T) {
 			}
 			oldTeam := mem.players[player].TeamID
 
-			moved, err := svc.MovePlayer(ctx, player, team)
+			moved, _, err := svc.MovePlayer(ctx, player, team)
 
 			calls := fake.Calls()
 			require.Len(t, calls, before+1, "one unit per command")
@@ -232,7 +245,7 @@ func TestMoveRulesCommitOrRollBack(t *testing.T) {
 func TestFailedCommitPublishesNothing(t *testing.T) {
 	svc, fake, _, pub := setup()
 	fake.FailNextCommit(nil)
-	_, err := svc.CreateTeam(context.Background(), "Reds", 3)
+	_, _, err := svc.CreateTeam(context.Background(), "Reds", 3)
 	require.ErrorIs(t, err, uowtest.ErrCommit)
 	assert.Empty(t, *pub)
 }
@@ -240,8 +253,17 @@ func TestFailedCommitPublishesNothing(t *testing.T) {
 func TestRepositoryErrorsRollBack(t *testing.T) {
 	svc, fake, mem, _ := setup()
 	mem.fail = errors.New("disk on fire")
-	_, err := svc.CreateTeam(context.Background(), "Reds", 3)
+	_, _, err := svc.CreateTeam(context.Background(), "Reds", 3)
 	require.Error(t, err)
 	assert.Equal(t, domain.Internal, domain.ErrorCode(err))
 	assert.Equal(t, 1, fake.Rollbacks())
+}
+
+// A read with a token the projection never applies fails with ErrBehind
+// once the wait is over, never with data.
+func TestReadWithUnappliedTokenIsBehind(t *testing.T) {
+	svc, _, _, _ := setup()
+	_, _, err := svc.Team(context.Background(), 1, "never")
+	require.ErrorIs(t, err, service.ErrBehind)
+	assert.Equal(t, domain.Unavailable, domain.ErrorCode(err))
 }

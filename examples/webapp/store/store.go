@@ -8,12 +8,17 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/uowkit/uowkit/examples/webapp/domain"
+	"github.com/uowkit/uowkit/examples/webapp/events"
+	"github.com/uowkit/uowkit/outbox"
 	"github.com/uowkit/uowkit/repo"
+	"github.com/uowkit/uowkit/uow"
 )
 
 // Dialect is the SQL flavour of a database.
@@ -56,8 +61,54 @@ func (d Dialect) lock() string {
 //go:embed migrations
 var migrations embed.FS
 
-// Migrate applies the embedded migrations of db's dialect that have not been
-// applied yet, each in a transaction of its own.
+// OutboxDialect returns the outbox package's name for d.
+func (d Dialect) OutboxDialect() outbox.Dialect {
+	if d == Postgres {
+		return outbox.Postgres
+	}
+	return outbox.SQLite
+}
+
+// InboxTable is the projector's inbox: the ids of the events it applied,
+// committed with their effects.
+const InboxTable = "projection_inbox"
+
+// migration is one step of the schema, applied once.
+type migration struct {
+	version string
+	body    string
+}
+
+// migrationsOf returns the steps of d's schema in order: the embedded files,
+// then the outbox's and the projector's inbox's schema (outbox.Schema).
+func migrationsOf(d Dialect) ([]migration, error) {
+	files, err := fs.Glob(migrations, "migrations/"+d.dir()+"/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var out []migration
+	for _, f := range files {
+		b, err := migrations.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{f, string(b)})
+	}
+	ob, err := outbox.Schema(d.OutboxDialect(), "")
+	if err != nil {
+		return nil, err
+	}
+	in, err := outbox.InboxSchema(d.OutboxDialect(), InboxTable)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, migration{"outbox/" + outbox.DefaultTable, ob}, migration{"outbox/" + InboxTable, in}), nil
+}
+
+// Migrate applies the migrations of db's dialect that have not been applied
+// yet, each in a transaction of its own: the embedded files, the outbox's
+// tables and the projector's inbox.
 func Migrate(ctx context.Context, db *sqlx.DB) error {
 	d, err := DialectOf(db)
 	if err != nil {
@@ -66,24 +117,19 @@ func Migrate(ctx context.Context, db *sqlx.DB) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY)`); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	files, err := fs.Glob(migrations, "migrations/"+d.dir()+"/*.sql")
+	steps, err := migrationsOf(d)
 	if err != nil {
 		return err
 	}
-	sort.Strings(files)
-	for _, f := range files {
-		if err := migrate(ctx, db, d, f); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", f, err)
+	for _, m := range steps {
+		if err := migrate(ctx, db, d, m); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.version, err)
 		}
 	}
 	return nil
 }
 
-func migrate(ctx context.Context, db *sqlx.DB, d Dialect, file string) error {
-	body, err := migrations.ReadFile(file)
-	if err != nil {
-		return err
-	}
+func migrate(ctx context.Context, db *sqlx.DB, d Dialect, m migration) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return err
@@ -96,16 +142,16 @@ func migrate(ctx context.Context, db *sqlx.DB, d Dialect, file string) error {
 		}
 	}
 	var done int
-	if err := tx.GetContext(ctx, &done, tx.Rebind(`SELECT count(*) FROM schema_migrations WHERE version = ?`), file); err != nil {
+	if err := tx.GetContext(ctx, &done, tx.Rebind(`SELECT count(*) FROM schema_migrations WHERE version = ?`), m.version); err != nil {
 		return err
 	}
 	if done > 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+	if _, err := tx.ExecContext(ctx, m.body); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO schema_migrations (version) VALUES (?)`), file); err != nil {
+	if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO schema_migrations (version) VALUES (?)`), m.version); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -208,40 +254,249 @@ func (r *Rosters) Add(ctx context.Context, team int64, delta int) error {
 	return err
 }
 
-// Events appends domain events.
-type Events struct{ q repo.Querier }
-
-// NewEvents returns the event log on q.
-func NewEvents(q repo.Querier) *Events { return &Events{q: q} }
-
-// Append records e and returns it with its id.
-func (r *Events) Append(ctx context.Context, e domain.Event) (domain.Event, error) {
-	e.At = time.Now().UTC()
-	err := r.q.GetContext(ctx, &e.ID, r.q.Rebind(`INSERT INTO events (type, payload) VALUES (?, ?) RETURNING id`), e.Type, e.Payload)
-	return e, err
+// Events records domain events in the transactional outbox, through the
+// unit in the context (outbox.Record), in the contract's wire form
+// (package events). Events of one player, or of one team's creation, share
+// an outbox key, so the relay publishes them in commit order.
+type Events struct {
+	ob   *outbox.Outbox
+	wake chan<- struct{}
 }
 
-// Queries is the read side. It runs on the request's unit when there is one
-// (read-only for GET requests), else on the pool.
-type Queries struct{ db *sqlx.DB }
+// NewEvents returns the event recorder on ob. When wake is not nil, every
+// unit that recorded an event signals it (without blocking) once it has
+// committed: give the same channel to the relay (outbox.RelayConfig.Wake)
+// where no LISTEN/NOTIFY wakes it (SQLite).
+func NewEvents(ob *outbox.Outbox, wake chan<- struct{}) *Events { return &Events{ob: ob, wake: wake} }
+
+// Record gives e an id (outbox.NewID) and records it.
+func (r *Events) Record(ctx context.Context, e domain.Event) (domain.Event, error) {
+	e.ID = outbox.NewID()
+	subject, body, err := events.Encode(e)
+	if err != nil {
+		return e, err
+	}
+	key := "team-" + strconv.FormatInt(e.TeamID, 10)
+	if e.PlayerID != 0 {
+		key = "player-" + strconv.FormatInt(e.PlayerID, 10)
+	}
+	if err := r.ob.Record(ctx, outbox.Message{ID: e.ID, Subject: subject, Key: key, Payload: body}); err != nil {
+		return e, err
+	}
+	if r.wake != nil {
+		return e, uow.AfterCommit(ctx, func(context.Context) error {
+			select {
+			case r.wake <- struct{}{}:
+			default: // a wake-up is pending already
+			}
+			return nil
+		})
+	}
+	return e, nil
+}
+
+// Queries is the read side: the projection's tables. It runs on the unit in
+// the context (read-only for GET requests, on a replica when there are
+// some), else on the pool.
+type Queries struct {
+	db *sqlx.DB
+	d  Dialect
+}
 
 // NewQueries returns the read side over db.
-func NewQueries(db *sqlx.DB) *Queries { return &Queries{db: db} }
+func NewQueries(db *sqlx.DB) *Queries {
+	d, _ := DialectOf(db)
+	return &Queries{db: db, d: d}
+}
 
-// Roster returns a team and its players.
+type (
+	memberRow struct {
+		ID   int64  `db:"player_id"`
+		Name string `db:"name"`
+	}
+	historyRow struct {
+		EventID    string        `db:"event_id"`
+		Type       string        `db:"type"`
+		PlayerID   int64         `db:"player_id"`
+		PlayerName string        `db:"player_name"`
+		From       sql.NullInt64 `db:"from_team_id"`
+		To         int64         `db:"to_team_id"`
+		OccurredAt int64         `db:"occurred_at"`
+	}
+)
+
+// Roster returns a team and its players, as projected.
 func (r *Queries) Roster(ctx context.Context, id int64) (domain.Roster, error) {
 	q := repo.From(ctx, r.db)
 	var t teamRow
-	if err := q.GetContext(ctx, &t, q.Rebind(`SELECT id, name, capacity FROM teams WHERE id = ?`), id); err != nil {
+	if err := q.GetContext(ctx, &t, q.Rebind(`SELECT team_id AS id, name, capacity FROM team_view WHERE team_id = ?`), id); err != nil {
 		return domain.Roster{}, notFound(err, "team", id)
 	}
-	var rows []playerRow
-	if err := q.SelectContext(ctx, &rows, q.Rebind(`SELECT id, name, team_id FROM players WHERE team_id = ? ORDER BY id`), id); err != nil {
+	var rows []memberRow
+	if err := q.SelectContext(ctx, &rows, q.Rebind(`SELECT player_id, name FROM roster_view WHERE team_id = ? ORDER BY player_id`), id); err != nil {
 		return domain.Roster{}, err
 	}
 	ro := domain.Roster{Team: domain.Team(t), Players: make([]domain.Player, len(rows))}
 	for i, p := range rows {
-		ro.Players[i] = domain.Player(p)
+		ro.Players[i] = domain.Player{ID: p.ID, Name: p.Name, TeamID: id}
 	}
 	return ro, nil
+}
+
+// History returns a team's joins and moves, as projected, in the order
+// they happened.
+func (r *Queries) History(ctx context.Context, id int64) ([]domain.HistoryEntry, error) {
+	q := repo.From(ctx, r.db)
+	var n int
+	if err := q.GetContext(ctx, &n, q.Rebind(`SELECT count(*) FROM team_view WHERE team_id = ?`), id); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, domain.Errorf(domain.NotFound, "team %d not found", id)
+	}
+	var rows []historyRow
+	if err := q.SelectContext(ctx, &rows, q.Rebind(`SELECT event_id, type, player_id, player_name, from_team_id, to_team_id, occurred_at
+		FROM team_history WHERE team_id = ? ORDER BY occurred_at, event_id`), id); err != nil {
+		return nil, err
+	}
+	h := make([]domain.HistoryEntry, len(rows))
+	for i, r := range rows {
+		h[i] = domain.HistoryEntry{EventID: r.EventID, Type: r.Type, PlayerID: r.PlayerID, PlayerName: r.PlayerName,
+			FromTeamID: r.From.Int64, ToTeamID: r.To, OccurredAt: time.UnixMicro(r.OccurredAt).UTC()}
+	}
+	return h, nil
+}
+
+// Applied reports whether the projector has applied the event token: its
+// inbox holds the id, committed with the event's effects.
+func (r *Queries) Applied(ctx context.Context, token string) (bool, error) {
+	q := repo.From(ctx, r.db)
+	var n int
+	err := q.GetContext(ctx, &n, q.Rebind(`SELECT count(*) FROM `+InboxTable+` WHERE message_id = ?`), token)
+	return n > 0, err
+}
+
+// Lag returns how far the projection is behind the events recorded: the
+// recording time of the newest event in the outbox minus that of the
+// newest event the projection applied (both stamped by the database's
+// clock when the events were recorded), or, when it has applied none, minus
+// that of the oldest event in the outbox. Zero when the outbox is empty or
+// the projection has applied its newest event. Events are applied about in
+// recording order, not exactly: an event whose first delivery failed may
+// still be missing behind a lag of zero.
+func (r *Queries) Lag(ctx context.Context) (time.Duration, error) {
+	q := repo.From(ctx, r.db)
+	micros := `recorded_at`
+	if r.d == Postgres {
+		micros = `(extract(epoch FROM recorded_at) * 1000000)::bigint`
+	}
+	var head, pos []int64
+	if err := q.SelectContext(ctx, &head, `SELECT `+micros+` FROM `+outbox.DefaultTable+` ORDER BY id DESC LIMIT 1`); err != nil {
+		return 0, err
+	}
+	if len(head) == 0 {
+		return 0, nil
+	}
+	if err := q.SelectContext(ctx, &pos, q.Rebind(`SELECT recorded_at FROM projection_position WHERE name = ?`), positionName); err != nil {
+		return 0, err
+	}
+	if len(pos) == 0 {
+		if err := q.SelectContext(ctx, &pos, `SELECT `+micros+` FROM `+outbox.DefaultTable+` ORDER BY id LIMIT 1`); err != nil {
+			return 0, err
+		}
+	}
+	return max(0, time.Duration(head[0]-pos[0])*time.Microsecond), nil
+}
+
+// positionName is the projection's row in projection_position.
+const positionName = "teams"
+
+// ErrNotYet is the error of an event the projection cannot apply yet: what
+// it builds on (a team's creation, a player's join or earlier move) has
+// not been applied. Its delivery is retried later, by when that has.
+var ErrNotYet = errors.New("store: event arrived before one it depends on")
+
+// Projection writes the read model: it applies one event through the unit
+// in the context (the projector's inbox unit).
+type Projection struct {
+	db *sqlx.DB
+	d  Dialect
+}
+
+// NewProjection returns the projection's writer on db.
+func NewProjection(db *sqlx.DB) *Projection {
+	d, _ := DialectOf(db)
+	return &Projection{db: db, d: d}
+}
+
+// Apply applies e, recorded at recordedAt (the outbox's clock; zero if
+// unknown). An event of an unknown type changes nothing. It fails with
+// ErrNotYet when e depends on an event not applied yet.
+func (p *Projection) Apply(ctx context.Context, e domain.Event, recordedAt time.Time) error {
+	q := repo.From(ctx, p.db)
+	exec := func(query string, args ...any) error {
+		_, err := q.ExecContext(ctx, q.Rebind(query), args...)
+		return err
+	}
+	teamExists := func(id int64) error {
+		var n int
+		if err := q.GetContext(ctx, &n, q.Rebind(`SELECT count(*) FROM team_view WHERE team_id = ?`), id); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: %s %s: team %d", ErrNotYet, e.Type, e.ID, id)
+		}
+		return nil
+	}
+	history := `INSERT INTO team_history (team_id, event_id, type, player_id, player_name, from_team_id, to_team_id, occurred_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	at := e.OccurredAt.UnixMicro()
+	switch e.Type {
+	case domain.TeamCreated:
+		if err := exec(`INSERT INTO team_view (team_id, name, capacity) VALUES (?, ?, ?)`, e.TeamID, e.TeamName, e.Capacity); err != nil {
+			return err
+		}
+	case domain.PlayerJoined:
+		if err := teamExists(e.TeamID); err != nil {
+			return err
+		}
+		if err := exec(`INSERT INTO roster_view (player_id, team_id, name) VALUES (?, ?, ?)`, e.PlayerID, e.TeamID, e.PlayerName); err != nil {
+			return err
+		}
+		if err := exec(history, e.TeamID, e.ID, e.Type, e.PlayerID, e.PlayerName, nil, e.TeamID, at); err != nil {
+			return err
+		}
+	case domain.PlayerMoved:
+		var cur memberRow
+		var team int64
+		err := q.QueryRowxContext(ctx, q.Rebind(`SELECT team_id, name FROM roster_view WHERE player_id = ?`), e.PlayerID).Scan(&team, &cur.Name)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && team != e.FromTeamID) {
+			return fmt.Errorf("%w: %s %s: player %d not on team %d yet", ErrNotYet, e.Type, e.ID, e.PlayerID, e.FromTeamID)
+		}
+		if err != nil {
+			return err
+		}
+		if err := teamExists(e.ToTeamID); err != nil {
+			return err
+		}
+		if err := exec(`UPDATE roster_view SET team_id = ? WHERE player_id = ?`, e.ToTeamID, e.PlayerID); err != nil {
+			return err
+		}
+		for _, t := range []int64{e.FromTeamID, e.ToTeamID} {
+			if err := exec(history, t, e.ID, e.Type, e.PlayerID, cur.Name, e.FromTeamID, e.ToTeamID, at); err != nil {
+				return err
+			}
+		}
+	default:
+		return nil
+	}
+	if recordedAt.IsZero() {
+		return nil
+	}
+	upsert := `INSERT INTO projection_position (name, recorded_at) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET recorded_at = max(projection_position.recorded_at, excluded.recorded_at)`
+	if p.d == Postgres {
+		upsert = strings.Replace(upsert, "= max(", "= greatest(", 1)
+	}
+	return exec(upsert, positionName, recordedAt.UnixMicro())
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/DATA-DOG/go-sqlmock"
 	"github.com/jmoiron/sqlx"
@@ -44,7 +45,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		require.NoError(t, store.Migrate(context.Background(), db))
 		var n int
 		require.NoError(t, db.Get(&n, `SELECT count(*) FROM schema_migrations`))
-		assert.Equal(t, 1, n)
+		assert.Equal(t, 4, n, "001, 002, the outbox and the inbox, once each")
 	})
 }
 
@@ -75,6 +76,23 @@ func TestRepositoriesInAUnit(t *testing.T) {
 		})
 		require.NoError(t, err)
 		assert.NotZero(t, team.ID)
+
+		// The read side is the projection: apply the events, the join
+		// first, which must wait for the team's creation.
+		proj := store.NewProjection(db)
+		apply := func(e domain.Event) error {
+			return m.Do(ctx, func(ctx context.Context) error { return proj.Apply(ctx, e, time.Now()) })
+		}
+		joined := domain.Event{ID: "j", Type: domain.PlayerJoined, TeamID: team.ID, PlayerID: 1, PlayerName: "Ann", OccurredAt: time.Now()}
+		require.ErrorIs(t, apply(joined), store.ErrNotYet, "a join before its team's creation waits")
+		require.NoError(t, apply(domain.Event{ID: "c", Type: domain.TeamCreated, TeamID: team.ID, TeamName: "Reds", Capacity: 3, OccurredAt: time.Now()}))
+		require.NoError(t, apply(joined))
+		moved := domain.Event{ID: "m", Type: domain.PlayerMoved, TeamID: team.ID, PlayerID: 1, FromTeamID: 42, ToTeamID: team.ID}
+		require.ErrorIs(t, apply(moved), store.ErrNotYet, "a move from a team the player is not on yet waits")
+		history, err := store.NewQueries(db).History(ctx, team.ID)
+		require.NoError(t, err)
+		require.Len(t, history, 1)
+		assert.Equal(t, domain.PlayerJoined, history[0].Type)
 
 		roster, err := store.NewQueries(db).Roster(ctx, team.ID)
 		require.NoError(t, err)

@@ -19,7 +19,9 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/uowkit/uowkit/examples/webapp/domain"
+	"github.com/uowkit/uowkit/examples/webapp/events"
 	"github.com/uowkit/uowkit/examples/webapp/store"
+	"github.com/uowkit/uowkit/outbox"
 )
 
 var errFull = errors.New("team is full")
@@ -124,12 +126,17 @@ func addPlayer(ctx context.Context, db *sqlx.DB, name string, team int64) (int64
 	if _, err := tx.ExecContext(ctx, `UPDATE team_rosters SET player_count = player_count + $1 WHERE team_id = $2`, 1, team); err != nil {
 		return 0, err
 	}
-	payload, err := json.Marshal(player{id, name, team})
+	// The event, in the outbox, with the statement outbox.Record sends for
+	// a keyed message on PostgreSQL. (No relay runs: the rows stay.)
+	e := domain.Event{ID: outbox.NewID(), Type: domain.PlayerJoined, TeamID: team, PlayerID: id, PlayerName: name, OccurredAt: time.Now()}
+	subject, payload, err := events.Encode(e)
 	if err != nil {
 		return 0, err
 	}
-	var event int64
-	if err := tx.GetContext(ctx, &event, `INSERT INTO events (type, payload) VALUES ($1, $2) RETURNING id`, domain.PlayerJoined, string(payload)); err != nil {
+	if _, err := tx.ExecContext(ctx, `WITH k AS (INSERT INTO uowkit_outbox_keys (key, seq) VALUES ($1, 1)
+		ON CONFLICT (key) DO UPDATE SET seq = uowkit_outbox_keys.seq + 1 RETURNING seq)
+		INSERT INTO uowkit_outbox (message_id, subject, key, key_seq, payload, headers)
+		SELECT $2, $3, $1, k.seq, $4, $5 FROM k`, "player-"+strconv.FormatInt(id, 10), e.ID, subject, payload, nil); err != nil {
 		return 0, err
 	}
 	return id, tx.Commit()

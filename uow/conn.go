@@ -17,9 +17,18 @@ import (
 // closed, not returned to the pool, when the root unit finishes, so no
 // session state leaks to other users of the pool.
 //
-// Session state does not survive a pooler in transaction mode (PgBouncer's
-// pool_mode = transaction): there, prefer SET LOCAL and
-// pg_advisory_xact_lock inside the unit's transaction.
+// Conn is unsafe behind a pooler in transaction mode (PgBouncer's
+// pool_mode = transaction, or statement): such a pooler lends the client a
+// server connection for one transaction at a time, so the statements sent
+// on the returned connection outside a transaction may each run in another
+// server session, and what one of them leaves in its session (SET, a
+// session advisory lock, LISTEN, a temporary table, PREPARE) stays on a
+// server connection that other clients are handed next, where closing the
+// Conn undoes nothing. There, keep such work in the unit's transaction:
+// StatementTimeout and LockTimeout, SET LOCAL, AdvisoryLock. Conn does not
+// detect the pooler: the client cannot see it (whether two statements land
+// on one server session or on two is up to the pooler's load), so a check
+// would pass or fail at random; see docs/pgbouncer.md.
 func (u *Unit) Conn(ctx context.Context, db *sqlx.DB) (*sqlx.Conn, error) {
 	if u == nil {
 		return nil, ErrNoUnit

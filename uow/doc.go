@@ -132,6 +132,7 @@
 // savepoint.go (nested units), commit.go (commit protocol, rollback, abort),
 // hooks.go, cancel.go (the watcher, statement contexts), conn.go (pinned
 // connections), guard.go (Guard), resolve.go (ResolveOutcomes),
-// twophase.go (Atomic commits and their recovery), adapter.go
+// twophase.go (Atomic commits and their recovery), replica.go (read
+// replicas, Consistency), advisory.go (AdvisoryLock), adapter.go
 // (adapter modules), do.go (Do, Runner) and errors.go.
 package uow

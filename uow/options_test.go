@@ -139,7 +139,10 @@ func TestAllocations(t *testing.T) {
 	five, hand5 := allocs(do(insert(5))), allocs(hand(5))
 	t.Logf("1 INSERT: %v allocs (hand-written %v); 5 INSERTs: %v (hand-written %v)", one, hand1, five, hand5)
 	// database/sql's own count varies by one from run to run (the goroutine
-	// that watches each transaction's context), hence one of slack.
-	assert.LessOrEqual(t, one-hand1, 4.0, "a one-statement unit costs at most 3 allocations over hand-written")
+	// that watches each transaction's context), hence one of slack. Two of
+	// the allocations are the goroutine and channel of a BEGIN on a
+	// context that can end (Do's): they bound a BEGIN that lib/pq would
+	// not interrupt (TestPgBouncerQueuedUnitHonoursTimeout).
+	assert.LessOrEqual(t, one-hand1, 6.0, "a one-statement unit costs at most 5 allocations over hand-written")
 	assert.LessOrEqual(t, (five-one)-(hand5-hand1), 5.0, "each further statement costs at most one allocation over hand-written")
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 
 	"github.com/jmoiron/sqlx"
 
@@ -34,11 +35,46 @@ type source struct {
 type sqlBackend struct{ db *sqlx.DB }
 
 func (s sqlBackend) Begin(ctx context.Context, o seam.TxOptions) (seam.Tx, error) {
-	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{Isolation: o.Isolation, ReadOnly: o.ReadOnly})
-	if err != nil {
-		return nil, err
+	opts := &sql.TxOptions{Isolation: o.Isolation, ReadOnly: o.ReadOnly}
+	if ctx.Done() == nil {
+		tx, err := s.db.BeginTxx(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		return sqlTx{tx}, nil
 	}
-	return sqlTx{tx}, nil
+	// database/sql honours ctx while it waits for a pool connection, but
+	// the BEGIN itself is the driver's, and lib/pq sends it before it
+	// watches ctx: behind PgBouncer, a BEGIN queued for a server connection
+	// would outwait the unit's deadline. So the BEGIN runs on a goroutine
+	// of its own, and an ended ctx returns at once; a BEGIN that completes
+	// later is rolled back by database/sql (its ctx has ended), and its
+	// connection goes back to the pool.
+	done := make(chan beginResult, 1)
+	go func() {
+		tx, err := s.db.BeginTxx(ctx, opts)
+		done <- beginResult{tx, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return sqlTx{r.tx}, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.tx != nil {
+				_ = r.tx.Rollback()
+			}
+		}()
+		return nil, fmt.Errorf("uow: BEGIN not answered: %w", context.Cause(ctx))
+	}
+}
+
+// beginResult is what a BEGIN on its own goroutine returns.
+type beginResult struct {
+	tx  *sqlx.Tx
+	err error
 }
 
 // BeginAttempts allows one more BEGIN per idle connection, each of which may

@@ -17,4 +17,10 @@
 // that ask for one skip (or fail, under CI). [WaitRunning] and [WaitBlocked]
 // wait until the server shows a statement running, or n statements waiting
 // for a lock, so that tests cancel or release at a known point.
+//
+// The scale-out topology has helpers of its own, each skipping (failing
+// under CI) when its server is missing: [ReplicaURL] and [Replica2URL] reach
+// a tag's database on the two streaming replicas, [StopReplica] stops the
+// first for a test, [PgBouncerURL] goes through PgBouncer in transaction
+// mode, and [RequirePrepared] asks for max_prepared_transactions > 0.
 package pgtest

@@ -138,14 +138,8 @@ func failedCommitOutcome(err error) Outcome {
 // every BEGIN still in flight (another goroutine's first use): one that
 // failed means that goroutine's work was not done, so nothing commits.
 func (t *txn) commitAll(branches []*branch) error {
-	for _, b := range branches {
-		t.await(b)
-	}
-	for _, b := range branches {
-		if b.err != nil {
-			err := fmt.Errorf("uow: commit: a source could not be begun: %w", b.err)
-			return errors.Join(err, t.rollbackAll(branches, err))
-		}
+	if err := t.awaitBegins(branches); err != nil {
+		return err
 	}
 	for i, b := range branches {
 		err, unknown := t.commitBranch(b, i == 0)
@@ -161,6 +155,21 @@ func (t *txn) commitAll(branches []*branch) error {
 			ce.RolledBack = append(ce.RolledBack, r.src.name)
 		}
 		return ce
+	}
+	return nil
+}
+
+// awaitBegins waits for every BEGIN still in flight; if one failed, it
+// rolls everything back and says so.
+func (t *txn) awaitBegins(branches []*branch) error {
+	for _, b := range branches {
+		t.await(b)
+	}
+	for _, b := range branches {
+		if b.err != nil {
+			err := fmt.Errorf("uow: commit: a source could not be begun: %w", b.err)
+			return errors.Join(err, t.rollbackAll(branches, err))
+		}
 	}
 	return nil
 }

@@ -154,14 +154,8 @@ func gid(unit string, b *branch) string { return unit + "." + strconv.Itoa(b.src
 // commitTwoPhase commits branches atomically (see the file comment).
 func (t *txn) commitTwoPhase(branches []*branch) error {
 	tp := t.m.twoPhase
-	for _, b := range branches {
-		t.await(b)
-	}
-	for _, b := range branches {
-		if b.err != nil {
-			err := fmt.Errorf("uow: commit: a source could not be begun: %w", b.err)
-			return errors.Join(err, t.rollbackAll(branches, err))
-		}
+	if err := t.awaitBegins(branches); err != nil {
+		return err
 	}
 	for _, b := range branches {
 		_, canPrepare := b.tx.(seam.PrepareTx)

@@ -182,3 +182,32 @@ func BenchmarkReadYourWrites(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReplicaRouting measures what routing a read-only unit to a
+// replica costs the library itself, on a driver that does nothing: a
+// read-only Do with one statement on a source with a replica (round-robin,
+// no read-your-writes position) against the same on a source without one.
+func BenchmarkReplicaRouting(b *testing.B) {
+	primary, replica := nopDB(b), nopDB(b)
+	for _, c := range []struct {
+		name string
+		m    *uow.Manager
+	}{
+		{"Primary", uow.New(primary)},
+		{"Replica", uow.New(primary, uow.WithReplicas(primary, uow.Replicas{DBs: []*sqlx.DB{replica}}))},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			ctx := context.Background()
+			for b.Loop() {
+				err := c.m.Do(ctx, func(ctx context.Context) error {
+					_, err := repo.From(ctx, primary).ExecContext(ctx, `SELECT 1`)
+					return err
+				}, uow.ReadOnly())
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

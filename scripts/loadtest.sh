@@ -6,11 +6,18 @@
 # and, at the end, the median requests/s of A and of B and their ratio.
 #
 # What A does beyond B, besides uowkit's bookkeeping: it holds each response
-# in the middleware's buffer until the unit is decided, its pool is opened on
-# a uow.Guard connector, and after the response it publishes the join's
-# event on its in-process bus from an after-commit hook, on a goroutine of
-# its own (a log line, discarded at LOG_LEVEL=error). Its retry policy never
-# fires here (no deadlock or serialization failure in this workload).
+# in the middleware's buffer until the unit is decided, and its pool is
+# opened on a uow.Guard connector. Both record the join's event in the same
+# transaction, with the same outbox INSERT; B stops there (its rows stay in
+# the outbox), while A, in the same process and on the same cores, runs the
+# rest of its CQRS pipeline: the outbox's relay, woken by LISTEN/NOTIFY,
+# publishes each event to the JetStream stream WEBAPP on a NATS server
+# embedded in the process (no NATS_URL) and marks it delivered, and the
+# projector consumes it and applies it to the read model through the inbox
+# (one more transaction per event). Its retry policy never fires here (no
+# deadlock or serialization failure in this workload). A's teams are made
+# through its API (POST /teams), so that the projector knows them; B's with
+# SQL.
 #
 # Needs PostgreSQL (PGHOST/PGPORT/PGUSER, default 127.0.0.1:5432 postgres,
 # trust auth), psql, curl and Go; installs wrk with apt-get when it is missing.
@@ -62,8 +69,8 @@ go build -o "$bin/B" ./webapp/cmd/handwritten
 # answers.
 start() {
 	psql -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
-	# Both servers apply the schema at start-up. Errors only: the example
-	# logs every published event at Info.
+	# Both servers apply the schema at start-up. Errors only: A logs every
+	# request at Info.
 	DATABASE_URL=$url ADDR=127.0.0.1:$port LOG_LEVEL=error "$bin/$1" >/dev/null 2>&1 &
 	pid=$!
 	for _ in $(seq 1 100); do
@@ -72,8 +79,14 @@ start() {
 		sleep 0.1
 	done
 	curl -fs -o /dev/null "127.0.0.1:$port/healthz" || { echo "server $1 does not answer" >&2; exit 1; }
-	psql -d "$db" -qc "INSERT INTO teams (name, capacity) SELECT 't' || g, 1000 FROM generate_series(1, 200) g;
-		INSERT INTO team_rosters (team_id, player_count) SELECT id, 0 FROM teams" >/dev/null
+	if [ "$1" = A ]; then
+		for i in $(seq 1 200); do
+			curl -fs -o /dev/null -XPOST -H 'Content-Type: application/json' -d "{\"name\":\"t$i\",\"capacity\":1000}" "127.0.0.1:$port/teams"
+		done
+	else
+		psql -d "$db" -qc "INSERT INTO teams (name, capacity) SELECT 't' || g, 1000 FROM generate_series(1, 200) g;
+			INSERT INTO team_rosters (team_id, player_count) SELECT id, 0 FROM teams" >/dev/null
+	fi
 	curl -fs -o /dev/null -XPOST -H 'Content-Type: application/json' -d '{"name":"warm"}' "127.0.0.1:$port/teams/1/players"
 }
 

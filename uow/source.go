@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -47,29 +48,42 @@ func (s sqlBackend) Begin(ctx context.Context, o seam.TxOptions) (seam.Tx, error
 	// the BEGIN itself is the driver's, and lib/pq sends it before it
 	// watches ctx: behind PgBouncer, a BEGIN queued for a server connection
 	// would outwait the unit's deadline. So the BEGIN runs on a goroutine
-	// of its own, and an ended ctx returns at once; a BEGIN that completes
-	// later is rolled back by database/sql (its ctx has ended), and its
-	// connection goes back to the pool.
+	// of its own. When ctx ends, a BEGIN that honours it (a wait for the
+	// pool, pgx) returns within abandonAfter, and its result is taken as
+	// usual; one that does not is abandoned: database/sql rolls it back
+	// once it completes (its ctx has ended), and its connection goes back to
+	// the pool.
 	done := make(chan beginResult, 1)
 	go func() {
 		tx, err := s.db.BeginTxx(ctx, opts)
 		done <- beginResult{tx, err}
 	}()
+	var r beginResult
 	select {
-	case r := <-done:
-		if r.err != nil {
-			return nil, r.err
-		}
-		return sqlTx{r.tx}, nil
+	case r = <-done:
 	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.tx != nil {
-				_ = r.tx.Rollback()
-			}
-		}()
-		return nil, fmt.Errorf("uow: BEGIN not answered: %w", context.Cause(ctx))
+		timer := time.NewTimer(abandonAfter)
+		select {
+		case r = <-done:
+			timer.Stop()
+		case <-timer.C:
+			go func() {
+				if r := <-done; r.tx != nil {
+					_ = r.tx.Rollback()
+				}
+			}()
+			return nil, fmt.Errorf("uow: BEGIN not answered: %w", context.Cause(ctx))
+		}
 	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return sqlTx{r.tx}, nil
 }
+
+// abandonAfter is how long, once a unit's context has ended, it waits for
+// a BEGIN in flight to give up by itself before abandoning it.
+const abandonAfter = 100 * time.Millisecond
 
 // beginResult is what a BEGIN on its own goroutine returns.
 type beginResult struct {

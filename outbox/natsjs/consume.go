@@ -132,6 +132,14 @@ func Consume(ctx context.Context, js jetstream.JetStream, stream, durable string
 			if ctx.Err() != nil {
 				return nil
 			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				// The server's idle heartbeats went missing (a busy server,
+				// a slow network): the iterator has reset its pull and the
+				// next Next pulls again. Not a reason to stop consuming.
+				c.log.WarnContext(ctx, "natsjs: missed heartbeats; pulling again",
+					slog.String("stream", stream), slog.String("durable", durable))
+				continue
+			}
 			return fmt.Errorf("natsjs: consume %s on stream %s: %w", durable, stream, err)
 		}
 		c.process(ctx, msg, handle)

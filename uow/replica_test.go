@@ -43,25 +43,6 @@ func waitReplayed(t *testing.T, primary, replica *sqlx.DB) {
 	}, 30*time.Second, 10*time.Millisecond)
 }
 
-// pauseReplay pauses the replica's replay until the end of the test (or
-// resume).
-func pauseReplay(t *testing.T) (resume func()) {
-	t.Helper()
-	admin := sqlx.MustOpen("postgres", pgtest.ReplicaAdminURL(t))
-	_, err := admin.Exec(`SELECT pg_wal_replay_pause()`)
-	require.NoError(t, err)
-	resumed := false
-	resume = func() {
-		if !resumed {
-			resumed = true
-			_, err := admin.Exec(`SELECT pg_wal_replay_resume()`)
-			assert.NoError(t, err)
-		}
-	}
-	t.Cleanup(func() { resume(); admin.Close() })
-	return resume
-}
-
 // where returns whether the unit in ctx runs on a server in recovery.
 func where(ctx context.Context, db *sqlx.DB) (bool, error) {
 	var standby bool
@@ -132,7 +113,7 @@ func TestReadYourWrites(t *testing.T) {
 				return rows, standby
 			}
 
-			resume := pauseReplay(t)
+			resume := pgtest.PauseReplay(t)
 			c := uow.NewConsistency()
 			ctx := uow.WithConsistency(context.Background(), c)
 			require.NoError(t, wait.Do(ctx, func(ctx context.Context) error { return insert(ctx, r.primary, r.table, "mine") }))
@@ -179,17 +160,19 @@ func TestReadYourWrites(t *testing.T) {
 }
 
 // When the replica is stopped, read-only units run on the primary, and the
-// Observer is told.
+// Observer is told. (The second replica: only this package uses it, and
+// stops it; other packages, running in parallel, use the first.)
 func TestReplicaDownFallsBackToThePrimary(t *testing.T) {
-	r := setupReplica(t, "postgres")
+	primary := openDB(t, "postgres", pgtest.URL(t, "replica"))
+	replica := openDB(t, "postgres", pgtest.Replica2URL(t, "replica"))
 	ev := newEvents()
-	m := uow.New(r.primary, uow.WithObserver(ev),
-		uow.WithReplicas(r.primary, uow.Replicas{DBs: []*sqlx.DB{r.replica}, Cooldown: time.Hour}))
-	pgtest.StopReplica(t)
-	defer r.replica.Close() // its connections are dead
+	m := uow.New(primary, uow.WithObserver(ev),
+		uow.WithReplicas(primary, uow.Replicas{DBs: []*sqlx.DB{replica}, Cooldown: time.Hour}))
+	pgtest.StopReplica2(t)
+	defer replica.Close() // its connections are dead
 	for range 2 {
 		require.NoError(t, m.Do(context.Background(), func(ctx context.Context) error {
-			standby, err := where(ctx, r.primary)
+			standby, err := where(ctx, primary)
 			assert.False(t, standby)
 			return err
 		}, uow.ReadOnly()))
@@ -226,8 +209,9 @@ func TestConsistencyParsing(t *testing.T) {
 	assert.Panics(t, func() { uow.New(nil, uow.WithReplicas(&sqlx.DB{}, uow.Replicas{DBs: []*sqlx.DB{{}}})) }, "not a source")
 }
 
-// Two replicas share the read-only units (round-robin); when one is
-// stopped, the other takes them all, with no fallback to the primary.
+// Two replicas share the read-only units (round-robin); when one (the
+// second) is stopped, the other takes them all, with no fallback to the
+// primary.
 func TestTwoReplicas(t *testing.T) {
 	r := setupReplica(t, "postgres")
 	second := openDB(t, "postgres", pgtest.Replica2URL(t, "replica"))
@@ -259,12 +243,12 @@ func TestTwoReplicas(t *testing.T) {
 	}
 	assert.Equal(t, map[string]int{"default.replica1": 5, "default.replica2": 5}, tally())
 
-	pgtest.StopReplica(t)
+	pgtest.StopReplica2(t)
 	for range 10 {
 		read()
 	}
 	n := tally()
-	assert.Equal(t, 10, n["default.replica2"], "%v", n)
-	assert.LessOrEqual(t, n["default.replica1"], 1, "one failed BEGIN at most, then skipped: %v", n)
+	assert.Equal(t, 10, n["default.replica1"], "%v", n)
+	assert.LessOrEqual(t, n["default.replica2"], 1, "one failed BEGIN at most, then skipped: %v", n)
 	assert.Zero(t, n["fallback"])
 }

@@ -49,10 +49,7 @@ func TestPgxReplicas(t *testing.T) {
 		return replica.QueryRow(ctx, `SELECT to_regclass('r') IS NOT NULL`).Scan(&ok) == nil && ok
 	}, 30*time.Second, 10*time.Millisecond)
 
-	admin := newPool(t, pgtest.ReplicaAdminURL(t), 1)
-	_, err = admin.Exec(ctx, `SELECT pg_wal_replay_pause()`)
-	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), `SELECT pg_wal_replay_resume()`) })
+	pgtest.PauseReplay(t)
 
 	require.NoError(t, m.Do(cctx, func(ctx context.Context) error {
 		_, err := uowpgx.From(ctx, primary).Exec(ctx, `INSERT INTO r VALUES (1)`)

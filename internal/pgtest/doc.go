@@ -20,7 +20,7 @@
 //
 // The scale-out topology has helpers of its own, each skipping (failing
 // under CI) when its server is missing: [ReplicaURL] and [Replica2URL] reach
-// a tag's database on the two streaming replicas, [StopReplica] stops the
-// first for a test, [PgBouncerURL] goes through PgBouncer in transaction
+// a tag's database on the two streaming replicas, [StopReplica2] stops the
+// second for a test, [PgBouncerURL] goes through PgBouncer in transaction
 // mode, and [RequirePrepared] asks for max_prepared_transactions > 0.
 package pgtest

@@ -1,12 +1,14 @@
 package pgtest
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"net/url"
 	"os"
 	execpkg "os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -113,43 +115,41 @@ func ReplicaAdminURL(tb testing.TB) string {
 	return replicaAdminURL()
 }
 
-// StopReplica stops the local replica cluster (scripts/pg-replica.sh's) for
-// the rest of the test, and starts it again at cleanup, waiting until it is
-// back in hot standby. It needs the local cluster: with EnvReplicaURL set it
-// skips the test (fails it under CI).
-func StopReplica(tb testing.TB) {
+// StopReplica2 stops the second local replica cluster
+// (scripts/pg-replica.sh's "replica2") for the rest of the test, and starts
+// it again at cleanup, waiting until it streams in hot standby again. Only
+// package uow's tests use the second replica: packages run in parallel, and
+// the others (and benchmarks) use the first, which nothing stops. It needs
+// the local cluster: with EnvReplica2URL set it skips the test (fails it
+// under CI).
+func StopReplica2(tb testing.TB) {
 	tb.Helper()
-	requireReplica(tb)
-	if os.Getenv(EnvReplicaURL) != "" {
-		why := "pgtest: StopReplica needs the local replica cluster, not " + EnvReplicaURL
+	requireReplicaN(tb, 1)
+	if os.Getenv(EnvReplica2URL) != "" {
+		why := "pgtest: StopReplica2 needs the local replica cluster, not " + EnvReplica2URL
 		if os.Getenv("CI") != "" {
 			tb.Fatal(why)
 		}
 		tb.Skip(why)
 	}
-	version, err := clusterVersion()
+	const cluster = "replica2"
+	version, err := clusterVersion(cluster)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctl := func(action string) error {
-		out, err := execpkg.Command("pg_ctlcluster", "--skip-systemctl-redirect", version, "replica", action, "-m", "fast").CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("pg_ctlcluster %s replica %s: %v: %s", version, action, err, out)
-		}
-		return nil
-	}
-	if err := ctl("stop"); err != nil {
-		tb.Fatal(err)
+	out, err := execpkg.Command("pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "stop", "-m", "fast").CombinedOutput()
+	if err != nil {
+		tb.Fatalf("pg_ctlcluster %s %s stop: %v: %s", version, cluster, err, out)
 	}
 	tb.Cleanup(func() {
-		out, err := execpkg.Command("pg_ctlcluster", "--skip-systemctl-redirect", version, "replica", "start").CombinedOutput()
+		out, err := execpkg.Command("pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "start").CombinedOutput()
 		if err != nil {
-			tb.Errorf("pgtest: restarting the replica: %v: %s", err, out)
+			tb.Errorf("pgtest: restarting %s: %v: %s", cluster, err, out)
 			return
 		}
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			db, err := sql.Open("postgres", replicaAdminURL())
+			db, err := sql.Open("postgres", replicaN(1))
 			if err == nil {
 				var standby bool
 				var status sql.NullString
@@ -160,7 +160,7 @@ func StopReplica(tb testing.TB) {
 				}
 			}
 			if time.Now().After(deadline) {
-				tb.Errorf("pgtest: the replica is not back, streaming in hot standby, after 60 s: %v", err)
+				tb.Errorf("pgtest: %s is not back, streaming in hot standby, after 60 s: %v", cluster, err)
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -168,19 +168,62 @@ func StopReplica(tb testing.TB) {
 	})
 }
 
-func clusterVersion() (string, error) {
+func clusterVersion(cluster string) (string, error) {
 	entries, err := os.ReadDir("/etc/postgresql")
 	if err != nil {
 		return "", fmt.Errorf("pgtest: no local PostgreSQL clusters: %w", err)
 	}
 	var last string
 	for _, e := range entries {
-		if _, err := os.Stat("/etc/postgresql/" + e.Name() + "/replica"); err == nil {
+		if _, err := os.Stat("/etc/postgresql/" + e.Name() + "/" + cluster); err == nil {
 			last = e.Name()
 		}
 	}
 	if last == "" {
-		return "", fmt.Errorf("pgtest: no local replica cluster (scripts/pg-replica.sh makes one)")
+		return "", fmt.Errorf("pgtest: no local cluster %s (scripts/pg-replica.sh makes it)", cluster)
 	}
 	return last, nil
+}
+
+// PauseReplay pauses the first replica's replay of the primary's WAL
+// (pg_wal_replay_pause) until resume is called or the test ends. Tests of
+// several packages pause it, and packages run in parallel: a session
+// advisory lock on the primary, held from before the pause until after the
+// resume, lets one test at a time have it paused.
+func PauseReplay(tb testing.TB) (resume func()) {
+	tb.Helper()
+	requireReplica(tb)
+	primary, err := sql.Open("postgres", adminURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lock, err := primary.Conn(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	const key = 7_270_726_001 // "pgtest pause replay"
+	if _, err := lock.ExecContext(context.Background(), `SELECT pg_advisory_lock($1)`, key); err != nil {
+		tb.Fatal(err)
+	}
+	replica, err := sql.Open("postgres", replicaAdminURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := replica.Exec(`SELECT pg_wal_replay_pause()`); err != nil {
+		tb.Fatal(err)
+	}
+	var once sync.Once
+	resume = func() {
+		once.Do(func() {
+			if _, err := replica.Exec(`SELECT pg_wal_replay_resume()`); err != nil {
+				tb.Errorf("pgtest: resuming replay: %v", err)
+			}
+			replica.Close()
+			_, _ = lock.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, key)
+			lock.Close()
+			primary.Close()
+		})
+	}
+	tb.Cleanup(resume)
+	return resume
 }

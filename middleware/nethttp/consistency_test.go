@@ -70,11 +70,7 @@ func TestConsistencyHeader(t *testing.T) {
 				return rec
 			}
 
-			admin := sqlx.MustOpen("postgres", pgtest.ReplicaAdminURL(t))
-			defer admin.Close()
-			_, err := admin.Exec(`SELECT pg_wal_replay_pause()`)
-			require.NoError(t, err)
-			defer admin.Exec(`SELECT pg_wal_replay_resume()`) //nolint:errcheck
+			pgtest.PauseReplay(t)
 
 			w := do(http.MethodPost, "")
 			require.Equal(t, http.StatusCreated, w.Code, w.Body.String())

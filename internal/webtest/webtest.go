@@ -197,7 +197,12 @@ func send(ctx context.Context, url, method, path, body string) (Response, error)
 	if err != nil {
 		return res, err
 	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// A transport of its own: httptest.Server.Close closes the idle
+	// connections of http.DefaultTransport, which would break a request of
+	// a parallel test reusing one ("CloseIdleConnections called").
+	transport := &http.Transport{DisableKeepAlives: true}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	r, err := client.Do(req)
 	if err != nil {
 		return res, err

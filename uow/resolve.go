@@ -99,29 +99,28 @@ func (t *txn) resolve(b *branch, x xact, err error) (error, bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.m.resolve)
 	defer cancel()
-	delay := resolveFirstDelay
-	for {
+	var resolved error
+	unknown := true
+	perr := poll(ctx, func() (bool, error) {
 		st, qerr := xb.XactStatus(ctx, x.id)
-		if qerr == nil {
-			switch st {
-			case "committed":
-				return nil, false
-			case "aborted":
-				return fmt.Errorf("uow: commit rolled back (pg_xact_status of transaction %s, asked after the connection was lost): %w", x.id, err), false
-			case "in progress":
-				qerr = fmt.Errorf("transaction %s still in progress", x.id)
-			default:
-				// Too old for the server to remember: it will not settle.
-				return fmt.Errorf("%w (pg_xact_status of transaction %s: %q)", err, x.id, st), true
-			}
+		if qerr != nil {
+			return false, qerr
 		}
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("%w (not resolved within %v: %v)", err, t.m.resolve, qerr), true
-		case <-timer.C:
+		switch st {
+		case "committed":
+			resolved, unknown = nil, false
+		case "aborted":
+			resolved, unknown = fmt.Errorf("uow: commit rolled back (pg_xact_status of transaction %s, asked after the connection was lost): %w", x.id, err), false
+		case "in progress":
+			return false, fmt.Errorf("transaction %s still in progress", x.id)
+		default:
+			// Too old for the server to remember: it will not settle.
+			resolved = fmt.Errorf("%w (pg_xact_status of transaction %s: %q)", err, x.id, st)
 		}
-		delay = min(2*delay, resolveMaxDelay)
+		return true, nil
+	})
+	if perr != nil {
+		return fmt.Errorf("%w (not resolved within %v: %v)", err, t.m.resolve, perr), true
 	}
+	return resolved, unknown
 }

@@ -257,8 +257,8 @@ func (t *txn) beginBackend(b *branch, exclude *replica) (seam.Backend, *replica)
 // past it shows the unit's work. A position that cannot be read is left as
 // it was (a later read may then be stale), and reported to the Observer.
 func (t *txn) recordPositions(branches []*branch) {
-	if t.opts.readOnly {
-		return
+	if t.opts.readOnly || !replicated(branches) {
+		return // nothing to record: no lookup in the context either
 	}
 	c := ConsistencyFrom(t.ctx)
 	if c == nil {
@@ -286,6 +286,16 @@ func (t *txn) recordPositions(branches []*branch) {
 		}
 		c.advance(b.src.name, pos)
 	}
+}
+
+// replicated reports whether one of branches is on a source with replicas.
+func replicated(branches []*branch) bool {
+	for _, b := range branches {
+		if b.src.replicas != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Consistency carries read-your-writes positions from the units that

@@ -84,20 +84,7 @@ func requireReplica(tb testing.TB) {
 
 func requireReplicaN(tb testing.TB, n int) {
 	tb.Helper()
-	db, err := sql.Open("postgres", replicaN(n))
-	if err == nil {
-		defer db.Close()
-		var standby bool
-		var status sql.NullString
-		err = db.QueryRow(`SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)`).Scan(&standby, &status)
-		switch {
-		case err != nil:
-		case !standby:
-			err = fmt.Errorf("it is not in recovery")
-		case status.String != "streaming":
-			err = fmt.Errorf("it is not streaming from the primary (wal receiver: %q)", status.String)
-		}
-	}
+	err := streaming(replicaN(n))
 	if err == nil {
 		return
 	}
@@ -106,6 +93,28 @@ func requireReplicaN(tb testing.TB, n int) {
 		tb.Fatal(why)
 	}
 	tb.Skip(why)
+}
+
+// streaming returns nil when the server at u is a replica in hot standby
+// that streams from its primary, and why not otherwise.
+func streaming(u string) error {
+	db, err := sql.Open("postgres", u)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var standby bool
+	var status sql.NullString
+	err = db.QueryRow(`SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)`).Scan(&standby, &status)
+	switch {
+	case err != nil:
+		return err
+	case !standby:
+		return fmt.Errorf("it is not in recovery")
+	case status.String != "streaming":
+		return fmt.Errorf("it is not streaming from the primary (wal receiver: %q)", status.String)
+	}
+	return nil
 }
 
 // ReplicaAdminURL returns the URL of the replica's maintenance database.
@@ -149,15 +158,9 @@ func StopReplica2(tb testing.TB) {
 		}
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			db, err := sql.Open("postgres", replicaN(1))
+			err := streaming(replicaN(1))
 			if err == nil {
-				var standby bool
-				var status sql.NullString
-				err = db.QueryRow(`SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)`).Scan(&standby, &status)
-				db.Close()
-				if err == nil && standby && status.String == "streaming" {
-					return
-				}
+				return
 			}
 			if time.Now().After(deadline) {
 				tb.Errorf("pgtest: %s is not back, streaming in hot standby, after 60 s: %v", cluster, err)
